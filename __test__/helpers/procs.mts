@@ -1,0 +1,86 @@
+// Helpers for tests that use real processes: fresh lock directories, forked fixtures with a
+// message channel, and percentiles.
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`../fixtures/${name}.mjs`, import.meta.url))
+}
+
+/** A fresh lock directory (not yet created: proclock creates it, private). */
+export function lockDir(): string {
+  return join(mkdtempSync(join(tmpdir(), 'proclock-test-')), 'locks')
+}
+
+export interface Message {
+  type: string
+  [key: string]: unknown
+}
+
+export interface Child {
+  proc: ChildProcess
+  /** The next message (of `type`, if given); rejects if the child exits first. */
+  next(type?: string, timeoutMs?: number): Promise<Message>
+  send(message: Message): void
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  kill(signal?: NodeJS.Signals): void
+}
+
+/** Fork fixture `name` with `args` (JSON in argv[2]). */
+export function start(name: string, args: Record<string, unknown>, env: Record<string, string> = {}): Child {
+  const proc = fork(fixture(name), [JSON.stringify(args)], {
+    env: { ...process.env, ...env },
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const queue: Message[] = []
+  const waiters: Array<(m: Message | null) => void> = []
+  proc.on('message', (m: Message) => {
+    const w = waiters.shift()
+    if (w) w(m)
+    else queue.push(m)
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => {
+      for (const w of waiters.splice(0)) w(null)
+      resolve({ code, signal })
+    })
+  })
+  let gone = false
+  void exited.then(() => (gone = true))
+  async function next(type?: string, timeoutMs = 60_000): Promise<Message> {
+    for (;;) {
+      const m =
+        queue.shift() ??
+        (gone
+          ? null
+          : await new Promise<Message | null>((resolve, reject) => {
+              const timer = setTimeout(() => reject(new Error(`no '${type ?? 'any'}' message from ${name} within ${timeoutMs} ms`)), timeoutMs)
+              waiters.push((msg) => {
+                clearTimeout(timer)
+                resolve(msg)
+              })
+            }))
+      if (m === null) throw new Error(`${name} exited before sending '${type ?? 'any'}'`)
+      if (m.type === 'error') throw new Error(`${name} failed: ${String(m.message)}`)
+      if (type === undefined || m.type === type) return m
+    }
+  }
+  return {
+    proc,
+    next,
+    send: (m) => proc.send(m),
+    exited,
+    kill: (signal = 'SIGKILL') => void proc.kill(signal),
+  }
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,107 @@
+// A holder that dies (SIGKILL, clean exit, with a child outliving it) frees its lock for the
+// next holder, which is told ownerDied and gets a larger token.
+import test from 'ava'
+import { Lock } from 'proclock'
+import { lockDir, percentile, sleep, start } from './helpers/procs.mjs'
+
+const ROUNDS = Number(process.env.PROCLOCK_KILL_ROUNDS ?? 20)
+
+test.serial(`a SIGKILLed holder's lock goes to the waiter (${ROUNDS} rounds)`, async (t) => {
+  const dir = lockDir()
+  const lock = new Lock('victim', { dir })
+  const latencies: number[] = []
+  let lastToken = 0n
+  for (let round = 0; round < ROUNDS; round++) {
+    const holder = start('holder', { dir, name: 'victim', then: 'hold' })
+    const held = await holder.next('held')
+    const holderToken = held.token as bigint
+    t.true(holderToken > lastToken, 'tokens increase across rounds')
+    t.false(lock.tryAcquire(), 'the live holder is not stolen from')
+    const owner = lock.owner()
+    t.is(owner?.pid, holder.proc.pid)
+    t.true(owner?.alive)
+
+    const waiting = lock.acquire()
+    await sleep(20 + (round % 5) * 7) // the waiter is asleep in the kernel when the kill lands
+    const killedAt = performance.now()
+    holder.kill('SIGKILL')
+    await waiting
+    latencies.push(performance.now() - killedAt)
+    t.true(lock.ownerDied, 'the next holder is told the owner died')
+    t.true(lock.token! > holderToken, 'the takeover gets a larger token')
+    lastToken = lock.token!
+    lock.release()
+    await holder.exited
+  }
+  const p50 = percentile(latencies, 50)
+  const p99 = percentile(latencies, 99)
+  t.log(`recovery after SIGKILL over ${ROUNDS} rounds: p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${Math.max(...latencies).toFixed(2)} ms`)
+  lock.close()
+})
+
+test.serial('a holder that exits cleanly while holding has died holding', async (t) => {
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'exit', then: 'exit' })
+  const held = await holder.next('held')
+  const lock = new Lock('exit', { dir })
+  t.false(lock.tryAcquire())
+  holder.send({ type: 'exit' })
+  await holder.exited
+  await lock.acquire({ timeout: 5000 })
+  t.true(lock.ownerDied)
+  t.true(lock.token! > (held.token as bigint))
+  lock.close()
+})
+
+test.serial('a holder released normally does not report ownerDied', async (t) => {
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'clean', then: 'release' })
+  await holder.next('held')
+  const lock = new Lock('clean', { dir })
+  const waiting = lock.acquire()
+  holder.send({ type: 'release' })
+  await waiting
+  t.false(lock.ownerDied)
+  holder.kill()
+  lock.close()
+})
+
+test.serial('a dead holder shows as not alive until someone takes over', async (t) => {
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'ghost', then: 'hold', description: 'nightly job' })
+  await holder.next('held')
+  holder.kill('SIGKILL')
+  await holder.exited
+  const lock = new Lock('ghost', { dir })
+  const owner = lock.owner()
+  t.is(owner?.description, 'nightly job')
+  t.is(owner?.pid, holder.proc.pid)
+  t.false(owner?.alive)
+  t.false(lock.isLocked(), 'a dead holder does not hold')
+  t.true(lock.tryAcquire(), 'a single try takes over from a dead holder')
+  t.true(lock.ownerDied)
+  lock.close()
+})
+
+test.serial('a holder whose spawned child outlives it does not keep the lock (no inherited descriptors)', async (t) => {
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'parent', then: 'spawn' })
+  const spawned = await holder.next('spawned')
+  await holder.next('held')
+  holder.kill('SIGKILL')
+  await holder.exited
+  const lock = new Lock('parent', { dir })
+  const started = performance.now()
+  await lock.acquire({ timeout: 1000 })
+  t.true(lock.ownerDied)
+  t.log(`acquired ${(performance.now() - started).toFixed(1)} ms after the holder died, its child still running`)
+  try {
+    process.kill(spawned.pid as number, 0)
+    t.pass('the child was still alive')
+  } finally {
+    try {
+      process.kill(spawned.pid as number, 'SIGKILL')
+    } catch {}
+  }
+  lock.close()
+})

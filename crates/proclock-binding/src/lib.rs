@@ -1,0 +1,258 @@
+//! The Node-API face of `proclock-core`. This crate only translates: JS values to Rust values,
+//! core errors to JS errors with a stable `code`, completion on a waiter thread to a promise
+//! settled on the JS thread (napi's deferred, which is a threadsafe function underneath), and
+//! the environment's teardown to `Handle::abandon`. Every lock rule lives in the core.
+
+#![deny(clippy::all)]
+
+mod fast_path;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use proclock_core::{Handle, ShmLock};
+
+/// The `code` a JS error gets: the core's stable code for its error kind.
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+  fn as_ref(&self) -> &str {
+    self.0
+  }
+}
+
+fn js_err(e: proclock_core::Error) -> napi::Error<Code> {
+  napi::Error::new(Code(e.kind().code()), e.message().to_owned())
+}
+
+/// Milliseconds from JS (`Infinity` = no limit) to an optional duration.
+fn timeout(ms: f64) -> napi::Result<Option<Duration>, Code> {
+  if ms.is_nan() || ms < 0.0 {
+    return Err(napi::Error::new(
+      Code("ERR_OUT_OF_RANGE"),
+      format!("timeout must be >= 0 and not NaN, got {ms}"),
+    ));
+  }
+  Ok((ms.is_finite() && ms < 1e15).then(|| Duration::from_secs_f64(ms / 1000.0)))
+}
+
+/// Outcome codes shared with the facade: 0 busy, 1 acquired, 2 acquired from a dead holder.
+fn acquired_code(handle: &Handle) -> u32 {
+  if handle.owner_died() {
+    2
+  } else {
+    1
+  }
+}
+
+// Handles created in this JS environment (main thread or one worker), so that the
+// environment's teardown can abandon what they hold. One environment per thread. A handle
+// whose JS object was collected while it held the lock is kept here, strongly: a hold ends by
+// release, close, or the death of its process or worker, never by garbage collection.
+enum Entry {
+  Live(std::sync::Weak<Handle>),
+  Orphan(Arc<Handle>),
+}
+
+thread_local! {
+  static ENV_HANDLES: RefCell<Option<HashMap<u64, Entry>>> = const { RefCell::new(None) };
+}
+
+fn register(env: &Env, id: u64, handle: &Arc<Handle>) -> napi::Result<()> {
+  let first = ENV_HANDLES.with(|cell| {
+    let mut map = cell.borrow_mut();
+    let first = map.is_none();
+    map.get_or_insert_with(HashMap::new).insert(id, Entry::Live(Arc::downgrade(handle)));
+    first
+  });
+  if first {
+    env.add_env_cleanup_hook((), |_| {
+      let handles = ENV_HANDLES.with(|cell| cell.borrow_mut().take()).unwrap_or_default();
+      for entry in handles.into_values() {
+        let handle = match entry {
+          Entry::Live(weak) => weak.upgrade(),
+          Entry::Orphan(strong) => Some(strong),
+        };
+        if let Some(handle) = handle {
+          handle.abandon();
+        }
+      }
+    })?;
+  }
+  Ok(())
+}
+
+/// The JS object of handle `id` is gone: forget it, or keep it if it still holds the lock.
+fn unregister(id: u64, handle: &Arc<Handle>) {
+  let _ = ENV_HANDLES.try_with(|cell| {
+    if let Some(map) = cell.borrow_mut().as_mut() {
+      if handle.held() {
+        map.insert(id, Entry::Orphan(handle.clone()));
+      } else {
+        map.remove(&id);
+      }
+    }
+  });
+}
+
+/// Holder of a lock as seen from JS.
+#[napi(object)]
+pub struct NativeOwner {
+  pub pid: u32,
+  pub uuid: String,
+  pub description: String,
+  pub since: f64,
+  pub token: BigInt,
+  pub alive: bool,
+}
+
+impl From<proclock_core::OwnerInfo> for NativeOwner {
+  fn from(o: proclock_core::OwnerInfo) -> Self {
+    NativeOwner {
+      pid: o.pid,
+      uuid: o.uuid,
+      description: o.description,
+      since: o.since_ms as f64,
+      token: BigInt::from(o.token),
+      alive: o.alive,
+    }
+  }
+}
+
+/// Why an asynchronous acquisition did not succeed.
+#[napi(object)]
+pub struct NativeFailure {
+  pub code: String,
+  pub message: String,
+}
+
+/// One handle on one named lock.
+#[napi]
+pub struct NativeLock {
+  handle: Arc<Handle>,
+  id: u64,
+}
+
+#[napi]
+impl NativeLock {
+  #[napi(constructor)]
+  pub fn new(env: Env, name: String, dir: Option<String>, reentrant: bool, description: Option<String>) -> napi::Result<Self, Code> {
+    let raw = ShmLock::open(&name, dir.as_deref().map(Path::new)).map_err(js_err)?;
+    let id = raw.id();
+    let handle = Arc::new(Handle::new(Box::new(raw), reentrant, description.unwrap_or_default()).map_err(js_err)?);
+    register(&env, id, &handle).map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+    Ok(NativeLock { handle, id })
+  }
+
+  #[napi(getter)]
+  pub fn uuid(&self) -> String {
+    self.handle.uuid()
+  }
+
+  #[napi(getter)]
+  pub fn held(&self) -> bool {
+    self.handle.held()
+  }
+
+  #[napi(getter)]
+  pub fn owner_died(&self) -> bool {
+    self.handle.owner_died()
+  }
+
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.handle.closed()
+  }
+
+  /// `{ tryAcquire, release }`: the hot path as two plain Node-API functions bound to this
+  /// handle (see `fast_path.rs`); same results as the methods of the same names.
+  #[napi(ts_return_type = "{ tryAcquire(description?: string): number; release(): void }")]
+  pub fn fast_path<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+    fast_path::functions(env, &self.handle)
+  }
+
+  #[napi]
+  pub fn token(&self) -> Option<BigInt> {
+    self.handle.token().map(BigInt::from)
+  }
+
+  /// 0 busy, 1 acquired, 2 acquired from a holder that died.
+  #[napi]
+  pub fn try_acquire(&self, description: Option<String>) -> napi::Result<u32, Code> {
+    match self.handle.try_acquire(description.as_deref()).map_err(js_err)? {
+      true => Ok(acquired_code(&self.handle)),
+      false => Ok(0),
+    }
+  }
+
+  /// Wait on this thread; 1 or 2 as for `tryAcquire`, or throws (`ELOCKTIMEOUT`...).
+  #[napi]
+  pub fn acquire_sync(&self, timeout_ms: f64, description: Option<String>) -> napi::Result<u32, Code> {
+    self
+      .handle
+      .acquire_blocking(timeout(timeout_ms)?, description.as_deref())
+      .map_err(js_err)?;
+    Ok(acquired_code(&self.handle))
+  }
+
+  /// Wait on a proclock waiter thread; resolves with 1 or 2, or with a failure `{code, message}`.
+  #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+  pub fn acquire_async<'env>(&self, env: &'env Env, timeout_ms: f64, description: Option<String>) -> napi::Result<Object<'env>, Code> {
+    let limit = timeout(timeout_ms)?;
+    let (deferred, promise) = env
+      .create_deferred()
+      .map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+    let handle = self.handle.clone();
+    self
+      .handle
+      .acquire_async(limit, description, move |outcome| {
+        let value = match outcome {
+          Ok(()) => Either::A(acquired_code(&handle)),
+          Err(e) => Either::B(NativeFailure {
+            code: e.kind().code().to_owned(),
+            message: e.message().to_owned(),
+          }),
+        };
+        deferred.resolve(move |_| Ok(value));
+      })
+      .map_err(js_err)?;
+    Ok(promise)
+  }
+
+  /// Cancel a pending `acquireAsync` (it resolves with `ELOCKCANCELLED`).
+  #[napi]
+  pub fn cancel(&self) {
+    self.handle.cancel();
+  }
+
+  #[napi]
+  pub fn release(&self) -> napi::Result<(), Code> {
+    self.handle.release().map_err(js_err)
+  }
+
+  #[napi]
+  pub fn is_locked(&self) -> napi::Result<bool, Code> {
+    self.handle.is_locked().map_err(js_err)
+  }
+
+  #[napi]
+  pub fn owner(&self) -> napi::Result<Option<NativeOwner>, Code> {
+    Ok(self.handle.owner().map_err(js_err)?.map(NativeOwner::from))
+  }
+
+  #[napi]
+  pub fn close(&self) {
+    self.handle.close();
+  }
+}
+
+impl Drop for NativeLock {
+  fn drop(&mut self) {
+    unregister(self.id, &self.handle);
+  }
+}

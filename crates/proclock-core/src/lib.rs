@@ -1,0 +1,55 @@
+//! proclock-core: named locks between processes on one machine.
+//!
+//! This crate is pure Rust and knows nothing of Node.js. Where to read what:
+//!
+//! | file | what it holds |
+//! |------|---------------|
+//! | `lock_word.rs` | the lock-word protocol: exclusion, hand-off, takeover, fencing tokens |
+//! | `liveness.rs` | whether a holder's process is alive (kernel-held liveness locks, pid + start time) |
+//! | `shm_lock.rs` | the `shm` backend: one handle on one shared slot |
+//! | `slot_table.rs` | where each named lock lives in shared memory |
+//! | `holder_record.rs` | who holds a lock, readable without taking it |
+//! | `segment.rs` | shared segment files: creation, validation, repair |
+//! | `lock_dir.rs` | the lock directory and how files in it are opened safely |
+//! | `os_wait.rs` | sleeping on a shared word (futex, ulock) |
+//! | `raw_lock.rs` | the small trait every backend implements |
+//! | `handle.rs` | reentrancy, close, abandon and async waits, for every backend |
+//! | `waiter_pool.rs` | the threads async waits sleep on |
+//! | `process_info.rs` | pid and process start identity per OS |
+
+pub mod error;
+pub mod lock_word;
+mod sync;
+
+#[cfg(not(loom))]
+pub mod handle;
+#[cfg(not(loom))]
+pub mod holder_record;
+#[cfg(not(loom))]
+pub mod liveness;
+#[cfg(not(loom))]
+pub mod lock_dir;
+#[cfg(not(loom))]
+pub mod name;
+#[cfg(not(loom))]
+mod os_wait;
+#[cfg(not(loom))]
+pub mod process_info;
+#[cfg(not(loom))]
+pub mod raw_lock;
+#[cfg(not(loom))]
+pub mod segment;
+#[cfg(not(loom))]
+pub mod shm_lock;
+#[cfg(not(loom))]
+pub mod slot_table;
+#[cfg(not(loom))]
+mod waiter_pool;
+
+pub use error::{Error, ErrorKind, Result};
+#[cfg(not(loom))]
+pub use handle::Handle;
+#[cfg(not(loom))]
+pub use raw_lock::{OwnerInfo, RawLock};
+#[cfg(not(loom))]
+pub use shm_lock::{ShmLock, ShmSpace};

@@ -1,0 +1,206 @@
+//! Liveness: is the process behind a lock word still running?
+//!
+//! A process that uses shm locks in a directory first *registers*: it claims a process slot
+//! ("pslot") by taking an exclusive kernel lock on that slot's liveness file,
+//! `shm-live-<pslot>.lock`, and keeps it until it dies. The kernel releases that lock when the
+//! process dies in any way (exit, crash, SIGKILL, OOM kill), with nobody polling anything.
+//! File locks are per open file description (flock on Unix, LockFileEx on Windows), never the
+//! per-process fcntl kind: an unrelated `close()` of the same file elsewhere in the process must
+//! not drop them. The descriptor is `O_CLOEXEC`, so a spawned child does not keep a dead
+//! parent "alive".
+//!
+//! Handle ids (see `lock_word.rs`) are `(pslot, seq)`. Each pslot's entry in the process table
+//! (`shm-procs.seg`) keeps a counter that is never reset, so seqs are never reissued, and the
+//! `base` seq of its current occupant. A holder `(p, s)` is the *current* occupant of `p` iff
+//! `s >= base[p]`: the occupant writes `base` before it issues its first seq, and a new occupant
+//! can only claim `p` after the previous one's liveness lock was released, i.e. it died.
+//!
+//! The verdict "dead" lets someone take the lock over, so it is made conservatively:
+//! 1. A holder in our own pslot: alive if its seq is ours (we are running, and our handles
+//!    abandon their locks when dropped); dead if it is older (we hold `p`, so its earlier
+//!    occupant is gone).
+//! 2. Otherwise probe the liveness lock with a non-blocking *shared* lock attempt: if it cannot
+//!    be had, an occupant is alive, and the holder is alive iff `s >= base[p]`.
+//! 3. Before saying "dead", cross-check the holder's pid and start identity (from the process
+//!    table when it is the current occupant, else from the lock's holder record). If that exact
+//!    process is still running, the answer is "alive" whatever the file lock said: a liveness
+//!    file deleted by a temp cleaner must never let a live holder be robbed. Because the start
+//!    identity changes when a pid is reused, a reused pid never keeps a dead holder alive.
+//!
+//! If the liveness file cannot be probed at all, step 3 alone decides (the pid + start time
+//! fallback).
+
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::sync::Mutex;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::holder_record::HolderRecord;
+use crate::lock_dir::LockDir;
+use crate::lock_word::{pslot_of, seq_of, RESERVED_PSLOT, SEQ_BITS};
+use crate::process_info;
+use crate::segment::{Layout, Segment};
+use std::sync::atomic::{AtomicU64, Ordering::*};
+
+/// How many processes can use one lock directory at the same time.
+pub const PROC_SLOTS: usize = 16_384;
+const _: () = assert!(PROC_SLOTS <= RESERVED_PSLOT as usize);
+
+/// The process table's layout (kind 2).
+pub const PROCS_LAYOUT: Layout = Layout {
+  kind: 2,
+  entry_size: std::mem::size_of::<ProcEntry>(),
+  entry_count: PROC_SLOTS,
+};
+pub const PROCS_FILE: &str = "shm-procs.seg";
+
+/// One process slot in shared memory.
+#[repr(C)]
+pub struct ProcEntry {
+  /// Next seq to issue from this slot. Only grows, across occupants.
+  next_seq: AtomicU64,
+  /// First seq issued by the current occupant.
+  base_seq: AtomicU64,
+  pid: AtomicU64,
+  identity: AtomicU64,
+  _reserved: [AtomicU64; 4],
+}
+
+fn live_file_name(pslot: u16) -> String {
+  format!("shm-live-{pslot}.lock")
+}
+
+/// This process's claim on a process slot. Dropping it would release the slot, so it lives as
+/// long as the directory state that owns it (the life of the process).
+pub struct Registration {
+  pub pslot: u16,
+  pub pid: u32,
+  pub identity: u64,
+  _live: File,
+}
+
+/// The process table of one lock directory plus our own registration in it.
+pub struct Liveness {
+  procs: Segment,
+  me: Registration,
+  /// Descriptors of other processes' liveness files, opened once and reused for probes.
+  probes: Mutex<HashMap<u16, File>>,
+}
+
+impl Liveness {
+  /// Open the process table and claim a process slot.
+  pub fn register(dir: &LockDir) -> Result<Liveness> {
+    let procs = Segment::open(dir, PROCS_FILE, PROCS_LAYOUT, 0)?;
+    let pid = process_info::current_pid();
+    let identity = process_info::start_identity(pid).unwrap_or(0);
+    for p in 0..PROC_SLOTS as u16 {
+      let file = dir.open_or_create(&live_file_name(p))?;
+      match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => continue,
+        Err(TryLockError::Error(e)) => return Err(Error::io(format!("locking liveness file {}", live_file_name(p)), e)),
+      }
+      // SAFETY: entry p is inside the validated process table, which outlives `entry`.
+      let entry = unsafe { &*(procs.entry(usize::from(p)) as *const ProcEntry) };
+      let base = entry.next_seq.load(Acquire).max(1);
+      if base >= (1 << SEQ_BITS) - (1 << 32) {
+        return Err(Error::new(
+          ErrorKind::Corrupt,
+          format!("process slot {p} has run out of handle ids (table damaged?)"),
+        ));
+      }
+      entry.next_seq.store(base, Relaxed);
+      entry.pid.store(u64::from(pid), Relaxed);
+      entry.identity.store(identity, Relaxed);
+      entry.base_seq.store(base, Release);
+      return Ok(Liveness {
+        procs,
+        me: Registration {
+          pslot: p,
+          pid,
+          identity,
+          _live: file,
+        },
+        probes: Mutex::new(HashMap::new()),
+      });
+    }
+    Err(Error::new(
+      ErrorKind::Io,
+      format!("more than {PROC_SLOTS} processes use {} at once", dir.path().display()),
+    ))
+  }
+
+  pub fn me(&self) -> &Registration {
+    &self.me
+  }
+
+  fn entry(&self, pslot: u16) -> Option<&ProcEntry> {
+    // SAFETY: bounds-checked index into the validated table, which lives as long as `self`.
+    (usize::from(pslot) < PROC_SLOTS).then(|| unsafe { &*(self.procs.entry(usize::from(pslot)) as *const ProcEntry) })
+  }
+
+  /// A fresh seq from our own slot; never issued before in this directory.
+  pub fn next_seq(&self) -> Result<u64> {
+    let entry = self
+      .entry(self.me.pslot)
+      .ok_or_else(|| Error::new(ErrorKind::Corrupt, "own process slot out of range"))?;
+    let seq = entry.next_seq.fetch_add(1, Relaxed);
+    if seq >= (1 << SEQ_BITS) - 1 {
+      return Err(Error::new(
+        ErrorKind::Corrupt,
+        "handle ids exhausted for this process slot (table damaged?)",
+      ));
+    }
+    Ok(seq)
+  }
+
+  /// Probe `pslot`'s liveness lock: `Some(true)` held by a live occupant, `Some(false)` free,
+  /// `None` could not tell.
+  fn occupied(&self, pslot: u16, dir: &LockDir) -> Option<bool> {
+    let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+    if let std::collections::hash_map::Entry::Vacant(v) = probes.entry(pslot) {
+      v.insert(dir.open_or_create(&live_file_name(pslot)).ok()?);
+    }
+    let file = probes.get(&pslot)?;
+    match file.try_lock_shared() {
+      Ok(()) => {
+        let _ = file.unlock();
+        Some(false)
+      }
+      Err(TryLockError::WouldBlock) => Some(true),
+      Err(TryLockError::Error(_)) => None,
+    }
+  }
+
+  /// The verdict described at the top of this file. `record` is the lock's holder record, used
+  /// for the cross-check of holders that are no longer their slot's current occupant.
+  pub fn holder_is_dead(&self, holder: u64, record: &HolderRecord, dir: &LockDir) -> bool {
+    let (p, s) = (pslot_of(holder), seq_of(holder));
+    let Some(entry) = self.entry(p) else {
+      // A word naming a slot that cannot exist was never written by a live proclock.
+      return true;
+    };
+    let current = s >= entry.base_seq.load(Acquire);
+    if p == self.me.pslot && current {
+      return false;
+    }
+    let occupied = if p == self.me.pslot { Some(true) } else { self.occupied(p, dir) };
+    if occupied == Some(true) && current {
+      return false;
+    }
+    // About to say "dead": check the holder's own pid and start identity first.
+    let known = if current {
+      Some((entry.pid.load(Relaxed) as u32, entry.identity.load(Relaxed)))
+    } else {
+      // Only a record written by this very holder describes it; a holder that died before
+      // writing one has none.
+      record.read().filter(|r| r.holder == holder).map(|r| (r.pid, r.identity))
+    };
+    match known {
+      Some((pid, identity)) if identity != 0 => !process_info::is_running(pid, identity),
+      // Nothing to cross-check with: the liveness lock alone decides, and if it could not be
+      // probed, death is not proven.
+      _ => occupied.is_some(),
+    }
+  }
+}

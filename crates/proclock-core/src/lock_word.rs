@@ -1,0 +1,432 @@
+//! The lock-word protocol: the whole of mutual exclusion, hand-off and takeover for one lock.
+//!
+//! Every lock is one 64-bit word in shared memory, changed only by compare-and-swap, plus a
+//! 64-bit fencing-token counter beside it. Everything else (the holder record, the name) is
+//! diagnostics; exclusion depends on this file alone.
+//!
+//! # The word
+//!
+//! ```text
+//!  63            48 47                                   1  0
+//! +----------------+--------------------------------------+---+
+//! |     pslot      |              handle seq               | W |
+//! +----------------+--------------------------------------+---+
+//! ```
+//!
+//! - `0` means FREE.
+//! - `ABANDONED` (pslot `0xffff`, seq 1) means FREE, *and* the last holder died holding it (its
+//!   environment was torn down, e.g. a terminated worker thread). Whoever takes it next is told
+//!   `owner_died`.
+//! - Any other value means HELD by the handle whose id is the word without `W`. A handle id is
+//!   the process slot of the holder's process (see `liveness.rs`) and a sequence number that is
+//!   never issued twice, so a word names one handle for all time: there is no ABA on holder ids.
+//! - `W` (bit 0) means "someone may be asleep on this word". It is set by a waiter before it
+//!   sleeps and cleared only by the release that wakes one sleeper.
+//!
+//! # Transitions, and who may make them
+//!
+//! | from                | to                 | by                                              |
+//! |---------------------|--------------------|-------------------------------------------------|
+//! | FREE / ABANDONED    | `me` (+W)          | any contender (acquire)                         |
+//! | HELD `h` (+W)       | HELD `h` + W       | a contender about to sleep                      |
+//! | HELD `me` (+W)      | FREE               | the holder (release); wakes one sleeper if W    |
+//! | HELD `me` (+W)      | ABANDONED          | the holder's environment teardown; wakes if W   |
+//! | HELD `h` (+W)       | `me` (+W kept)     | a contender that proved `h`'s process dead      |
+//!
+//! Only the holder ever clears its own id, so a live holder is never stolen from; the takeover
+//! edge is guarded by the liveness check, which must never call a live process dead.
+//!
+//! # Why no wake-up is lost
+//!
+//! A sleeper sleeps on the word's low half with `W` set in the value it expects (see
+//! `os_wait.rs`), so the kernel puts it to sleep only if the word still has `W`. `W` is only
+//! removed by a release, and that release wakes one sleeper. All changes are RMWs on the one
+//! word, so they are totally ordered: either the waiter's "set W" comes first and the release
+//! sees `W` and wakes, or the release comes first and the waiter's CAS fails and it re-reads a
+//! free word. The woken sleeper re-acquires *with* `W` (it cannot know it was the last sleeper),
+//! which keeps the chain going; the cost is one spare wake call at the end of a queue. A sleeper
+//! that gives up (timeout, cancel) after having slept passes one wake on, in case the wake it
+//! consumed was meant to reach a sleeper that will now take the lock.
+//!
+//! A stale compare on the low half (a new holder whose low bits happen to equal the old ones)
+//! is harmless: the sleeper only sleeps while `W` is set, and whoever holds a word with `W` will
+//! wake a sleeper when releasing.
+//!
+//! # Holder death
+//!
+//! A process killed while holding never clears its word. Contenders notice through
+//! [`WaitEnv::holder_is_dead`], asked when they first meet a held word and again every
+//! [`WaitEnv::probe_interval`] while they sleep (a dead holder wakes nobody). The takeover is a
+//! CAS from the dead holder's exact word to ours, so of several contenders that prove the same
+//! death, exactly one wins.
+//!
+//! # Fencing tokens
+//!
+//! Each successful acquisition, takeover included, takes `token = counter.fetch_add(1) + 1`.
+//! The acquisition happens-after the previous release or takeover of the same word, so the
+//! counter only ever hands out larger numbers to later holders.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Bit 0: someone may be asleep on this word.
+pub const WAITERS: u64 = 1;
+/// Free, and the previous holder died holding it.
+pub const ABANDONED: u64 = 0xffff_0000_0000_0002;
+/// The process slot value reserved for `ABANDONED`.
+pub const RESERVED_PSLOT: u16 = 0xffff;
+/// Sequence numbers are 47 bits wide.
+pub const SEQ_BITS: u32 = 47;
+
+/// The part of a lock that the protocol owns. Lives in shared memory; `#[repr(C)]` because
+/// every process must agree on where each field is.
+#[repr(C)]
+pub struct LockCell {
+  /// The lock word described above.
+  pub word: AtomicU64,
+  /// The last fencing token handed out.
+  pub token: AtomicU64,
+}
+
+impl LockCell {
+  /// A fresh, free lock (used by the model check; shared cells start as zeroed memory).
+  pub fn new() -> Self {
+    LockCell {
+      word: AtomicU64::new(0),
+      token: AtomicU64::new(0),
+    }
+  }
+}
+
+impl Default for LockCell {
+  fn default() -> Self {
+    Self::new()
+  }
+}
+
+/// The handle id for `seq` issued in process slot `pslot`. Never 0, never `ABANDONED`, `W` clear.
+pub fn handle_id(pslot: u16, seq: u64) -> u64 {
+  debug_assert!(pslot != RESERVED_PSLOT && seq != 0 && seq < (1 << SEQ_BITS));
+  (u64::from(pslot) << 48) | (seq << 1)
+}
+
+/// The process slot of a handle id.
+pub fn pslot_of(id: u64) -> u16 {
+  (id >> 48) as u16
+}
+
+/// The sequence number of a handle id.
+pub fn seq_of(id: u64) -> u64 {
+  (id >> 1) & ((1 << SEQ_BITS) - 1)
+}
+
+/// The holder id in a word, if the word is HELD.
+pub fn holder_of(word: u64) -> Option<u64> {
+  match word & !WAITERS {
+    0 | ABANDONED => None,
+    id => Some(id),
+  }
+}
+
+/// A successful acquisition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+  pub token: u64,
+  /// The previous holder died holding the lock.
+  pub owner_died: bool,
+}
+
+/// Why a blocking acquisition stopped without the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+  TimedOut,
+  Cancelled,
+}
+
+/// The release was refused: the word does not hold the caller's id (never held, or forced out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotHeld;
+
+/// What the protocol needs from the world around it: liveness, sleeping, waking and time.
+pub trait WaitEnv {
+  /// Is the process behind `holder` (a handle id) certainly dead? Must never say `true` for a
+  /// live holder; may say `false` for a dead one (it will be asked again later).
+  fn holder_is_dead(&self, holder: u64) -> bool;
+  /// How long a sleeper may go without asking `holder_is_dead` again.
+  fn probe_interval(&self) -> Duration;
+  /// Sleep while the word's low half equals `expected_low`, at most `timeout`; may wake early.
+  fn wait(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>);
+  /// Wake up to `count` sleepers of the word.
+  fn wake(&self, word: &AtomicU64, count: i32);
+}
+
+fn cas(word: &AtomicU64, current: u64, new: u64, success: Ordering) -> Result<u64, u64> {
+  word.compare_exchange(current, new, success, Ordering::Relaxed)
+}
+
+/// Called with the lock just taken: hand out the next fencing token.
+fn granted(cell: &LockCell, owner_died: bool) -> Acquired {
+  let token = cell.token.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+  Acquired { token, owner_died }
+}
+
+/// The uncontended path: one CAS from FREE, nothing else. Never enters the kernel.
+#[inline]
+pub fn try_fast(cell: &LockCell, me: u64) -> Option<Acquired> {
+  cas(&cell.word, 0, me, Ordering::Acquire).ok().map(|_| granted(cell, false))
+}
+
+/// One attempt that never sleeps: FREE, ABANDONED, or a holder proven dead (when `probe`).
+pub fn try_once<E: WaitEnv>(cell: &LockCell, me: u64, env: &E, probe: bool) -> Option<Acquired> {
+  loop {
+    let cur = cell.word.load(Ordering::Relaxed);
+    let keep_w = cur & WAITERS;
+    let (died, proven) = match holder_of(cur) {
+      None => (cur & !WAITERS == ABANDONED, true),
+      Some(h) => (true, probe && env.holder_is_dead(h)),
+    };
+    if !proven {
+      return None;
+    }
+    match cas(&cell.word, cur, me | keep_w, Ordering::Acquire) {
+      Ok(_) => return Some(granted(cell, died)),
+      // The word moved under us (a release, a waiter setting W, another taker): look again.
+      Err(_) => continue,
+    }
+  }
+}
+
+/// Wait for the lock until `deadline` (none: forever) or until `cancelled()` says stop.
+pub fn acquire<E: WaitEnv>(
+  cell: &LockCell,
+  me: u64,
+  env: &E,
+  deadline: Option<Instant>,
+  cancelled: &dyn Fn() -> bool,
+) -> Result<Acquired, Stop> {
+  // After sleeping once we cannot know whether others still sleep, so we take the lock with W
+  // set and our release will wake one of them.
+  let mut slept = false;
+  let mut next_probe: Option<Instant> = None;
+  loop {
+    let cur = cell.word.load(Ordering::Relaxed);
+    let holder = holder_of(cur);
+
+    if holder.is_none() {
+      let w = if slept { WAITERS } else { cur & WAITERS };
+      if cas(&cell.word, cur, me | w, Ordering::Acquire).is_ok() {
+        return Ok(granted(cell, cur & !WAITERS == ABANDONED));
+      }
+      continue;
+    }
+    let holder = holder.unwrap_or_default();
+
+    // Probe before looking at the deadline, so that even a zero timeout (one try) takes over
+    // from a dead holder.
+    let now = Instant::now();
+    if next_probe.is_none_or(|t| now >= t) {
+      if env.holder_is_dead(holder) {
+        let w = if slept { WAITERS } else { cur & WAITERS };
+        if cas(&cell.word, cur, me | w, Ordering::Acquire).is_ok() {
+          return Ok(granted(cell, true));
+        }
+        continue;
+      }
+      next_probe = Some(now + env.probe_interval());
+    }
+
+    if cancelled() {
+      leave(cell, env, slept);
+      return Err(Stop::Cancelled);
+    }
+    if deadline.is_some_and(|d| now >= d) {
+      leave(cell, env, slept);
+      return Err(Stop::TimedOut);
+    }
+
+    // Announce that we are going to sleep, then sleep only while the word still says so.
+    if cur & WAITERS == 0 && cas(&cell.word, cur, cur | WAITERS, Ordering::Relaxed).is_err() {
+      continue;
+    }
+    slept = true;
+    let wake_by = match (deadline, next_probe) {
+      (Some(d), Some(p)) => Some(d.min(p)),
+      (d, p) => d.or(p),
+    };
+    env.wait(
+      &cell.word,
+      (cur | WAITERS) as u32,
+      wake_by.map(|t| t.saturating_duration_since(now)),
+    );
+  }
+}
+
+/// Leaving without the lock after having slept: pass on the wake-up we may have consumed.
+fn leave<E: WaitEnv>(cell: &LockCell, env: &E, slept: bool) {
+  if slept {
+    env.wake(&cell.word, 1);
+  }
+}
+
+/// Release a lock held by `me`; wakes one sleeper if any announced itself.
+pub fn release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotHeld> {
+  end_hold(cell, me, 0, env)
+}
+
+/// Release a lock held by `me` as ABANDONED: its next holder is told the owner died.
+pub fn abandon<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotHeld> {
+  end_hold(cell, me, ABANDONED, env)
+}
+
+fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
+  let mut cur = cell.word.load(Ordering::Relaxed);
+  loop {
+    if cur & !WAITERS != me {
+      return Err(NotHeld);
+    }
+    match cas(&cell.word, cur, free_value, Ordering::Release) {
+      Ok(_) => break,
+      // Only a waiter setting W can change our own word under us; retry with it.
+      Err(actual) => cur = actual,
+    }
+  }
+  if cur & WAITERS != 0 {
+    env.wake(&cell.word, 1);
+  }
+  Ok(())
+}
+
+/// Wake every sleeper of this lock (used to interrupt our own waiters on cancel; others re-check
+/// and sleep again).
+pub fn wake_all<E: WaitEnv>(cell: &LockCell, env: &E) {
+  env.wake(&cell.word, i32::MAX);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+  use super::*;
+  use std::cell::Cell;
+
+  /// An environment with no sleeping: good for single-threaded state checks.
+  struct NoSleep {
+    dead: Cell<Option<u64>>,
+    wakes: Cell<u32>,
+  }
+  impl WaitEnv for NoSleep {
+    fn holder_is_dead(&self, holder: u64) -> bool {
+      self.dead.get() == Some(holder)
+    }
+    fn probe_interval(&self) -> Duration {
+      Duration::from_millis(1)
+    }
+    fn wait(&self, _: &AtomicU64, _: u32, timeout: Option<Duration>) {
+      std::thread::sleep(timeout.unwrap_or(Duration::from_millis(1)));
+    }
+    fn wake(&self, _: &AtomicU64, _: i32) {
+      self.wakes.set(self.wakes.get() + 1);
+    }
+  }
+  fn env() -> NoSleep {
+    NoSleep {
+      dead: Cell::new(None),
+      wakes: Cell::new(0),
+    }
+  }
+
+  #[test]
+  fn ids_round_trip() {
+    let id = handle_id(7, 12345);
+    assert_eq!(pslot_of(id), 7);
+    assert_eq!(seq_of(id), 12345);
+    assert_eq!(id & WAITERS, 0);
+    assert_eq!(holder_of(id | WAITERS), Some(id));
+    assert_eq!(holder_of(ABANDONED), None);
+    assert_eq!(holder_of(ABANDONED | WAITERS), None);
+    assert_eq!(holder_of(0), None);
+  }
+
+  #[test]
+  fn exclusion_and_tokens() {
+    let cell = LockCell::new();
+    let (a, b) = (handle_id(1, 1), handle_id(2, 1));
+    let e = env();
+    let first = try_fast(&cell, a).unwrap();
+    assert_eq!(
+      first,
+      Acquired {
+        token: 1,
+        owner_died: false
+      }
+    );
+    assert!(try_fast(&cell, b).is_none());
+    assert!(try_once(&cell, b, &e, true).is_none());
+    assert_eq!(release(&cell, b, &e), Err(NotHeld));
+    release(&cell, a, &e).unwrap();
+    assert_eq!(release(&cell, a, &e), Err(NotHeld));
+    assert_eq!(try_once(&cell, b, &e, true).unwrap().token, 2);
+  }
+
+  #[test]
+  fn takeover_only_from_a_dead_holder() {
+    let cell = LockCell::new();
+    let e = env();
+    let (dead, me) = (handle_id(1, 9), handle_id(2, 1));
+    try_fast(&cell, dead).unwrap();
+    assert!(try_once(&cell, me, &e, true).is_none());
+    let start = Instant::now();
+    assert_eq!(
+      acquire(&cell, me, &e, Some(start + Duration::from_millis(20)), &|| false),
+      Err(Stop::TimedOut)
+    );
+    e.dead.set(Some(dead));
+    // Even a zero timeout takes over from a dead holder.
+    let got = acquire(&cell, me, &e, Some(Instant::now()), &|| false).unwrap();
+    assert!(got.owner_died);
+    assert_eq!(got.token, 2);
+    assert_eq!(release(&cell, dead, &e), Err(NotHeld), "the dead holder's id no longer matches");
+  }
+
+  #[test]
+  fn abandoned_reports_owner_died_once() {
+    let cell = LockCell::new();
+    let e = env();
+    let (a, b) = (handle_id(1, 1), handle_id(1, 2));
+    try_fast(&cell, a).unwrap();
+    abandon(&cell, a, &e).unwrap();
+    assert!(try_fast(&cell, b).is_none(), "the fast path only takes FREE");
+    let got = acquire(&cell, b, &e, None, &|| false).unwrap();
+    assert!(got.owner_died);
+    release(&cell, b, &e).unwrap();
+    assert!(!try_fast(&cell, a).unwrap().owner_died);
+  }
+
+  #[test]
+  fn waiter_bit_makes_release_wake() {
+    let cell = LockCell::new();
+    let e = env();
+    let (a, b) = (handle_id(1, 1), handle_id(2, 1));
+    try_fast(&cell, a).unwrap();
+    // b times out after sleeping: it set W and passes one wake on when leaving.
+    let r = acquire(&cell, b, &e, Some(Instant::now() + Duration::from_millis(5)), &|| false);
+    assert_eq!(r, Err(Stop::TimedOut));
+    assert_eq!(cell.word.load(Ordering::Relaxed), a | WAITERS);
+    let before = e.wakes.get();
+    release(&cell, a, &e).unwrap();
+    assert_eq!(e.wakes.get(), before + 1);
+    assert_eq!(cell.word.load(Ordering::Relaxed), 0);
+  }
+
+  #[test]
+  fn cancel_stops_a_wait() {
+    let cell = LockCell::new();
+    let e = env();
+    try_fast(&cell, handle_id(1, 1)).unwrap();
+    let n = Cell::new(0);
+    let r = acquire(&cell, handle_id(2, 1), &e, None, &|| {
+      n.set(n.get() + 1);
+      n.get() > 3
+    });
+    assert_eq!(r, Err(Stop::Cancelled));
+  }
+}

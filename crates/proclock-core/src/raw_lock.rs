@@ -1,0 +1,55 @@
+//! The one small trait every backend implements, in the spirit of `lock_api::RawMutex`: the raw
+//! protocol of one named lock as seen by one handle. Reentrancy, pending-acquisition rules,
+//! close, and waiting on a thread of our own are layered on top in `handle.rs`, once, for all
+//! backends.
+//!
+//! A backend must be usable from any thread: acquisition may happen on a waiter thread and
+//! release on the JavaScript thread, so nothing here may be thread-affine.
+
+use std::time::Instant;
+
+use crate::error::Result;
+pub use crate::lock_word::{Acquired, Stop};
+
+/// The holder of a lock, as `owner()` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerInfo {
+  pub pid: u32,
+  /// The holding handle's UUID (empty if the holder died before recording itself).
+  pub uuid: String,
+  pub description: String,
+  /// Epoch milliseconds when the hold began (0 if unknown).
+  pub since_ms: u64,
+  pub token: u64,
+  /// The holder's process is running (false: it died holding; the next acquirer takes over).
+  pub alive: bool,
+}
+
+pub trait RawLock: Send + Sync {
+  /// One attempt, never waits. Takes the lock if free, abandoned, or held by a dead process.
+  fn try_lock(&self, description: &[u8]) -> Result<Option<Acquired>>;
+  /// Wait until acquired, `deadline` passes, or `cancelled()` returns true.
+  fn lock(
+    &self,
+    description: &[u8],
+    deadline: Option<Instant>,
+    cancelled: &dyn Fn() -> bool,
+  ) -> Result<std::result::Result<Acquired, Stop>>;
+  /// Release a hold of this handle. `NotHeld` if this handle does not hold it (any more).
+  fn unlock(&self) -> Result<()>;
+  /// Release a hold of this handle so that the next holder is told the owner died.
+  fn abandon(&self) -> Result<()>;
+  /// Wake this handle's waiter(s) so they notice a cancellation now.
+  fn interrupt(&self);
+  /// Held by a live holder (anyone, this handle included), now.
+  fn is_locked(&self) -> Result<bool>;
+  /// The current holder, if the lock is held (alive or not yet taken over).
+  fn owner(&self) -> Result<Option<OwnerInfo>>;
+  /// This handle's owner UUID.
+  fn uuid(&self) -> [u8; 16];
+}
+
+/// Canonical hyphenated form of a UUID.
+pub fn format_uuid(bytes: &[u8; 16]) -> String {
+  uuid::Uuid::from_bytes(*bytes).hyphenated().to_string()
+}

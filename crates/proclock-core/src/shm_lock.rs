@@ -1,0 +1,257 @@
+//! The `shm` backend: a lock word in a shared slot (`lock_word.rs`), its holder record
+//! (`holder_record.rs`), liveness of holders (`liveness.rs`) and sleeping on the word
+//! (`os_wait.rs`), put together for one handle.
+//!
+//! The uncontended acquire is one CAS plus the fencing-token increment and a few stores into
+//! the holder record; the uncontended release is one CAS. Neither enters the kernel. Only a
+//! contended acquire sleeps (futex), and only a release that finds the waiters bit wakes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::holder_record::HolderInfo;
+use crate::liveness::Liveness;
+use crate::lock_dir::LockDir;
+use crate::lock_word::{self, handle_id, holder_of, pslot_of, seq_of, Acquired, Stop, WaitEnv};
+use crate::name::LockName;
+use crate::os_wait;
+use crate::raw_lock::{format_uuid, OwnerInfo, RawLock};
+use crate::slot_table::{Slot, SlotRef, SlotTable};
+use crate::sync::AtomicU64;
+
+/// How often a sleeping contender re-checks whether the holder died. A dead holder wakes
+/// nobody, so this bounds recovery latency; it does not delay hand-off on release, which is a
+/// direct wake-up.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Everything the shm backend keeps per lock directory in this process: the directory, our
+/// process registration, and the slot table. Lives for the rest of the process once opened.
+pub struct ShmSpace {
+  dir: LockDir,
+  liveness: Liveness,
+  table: SlotTable,
+}
+
+impl ShmSpace {
+  /// The space of `dir` (or the default directory), opened once per process.
+  pub fn get(dir: Option<&Path>) -> Result<Arc<ShmSpace>> {
+    static SPACES: OnceLock<Mutex<HashMap<PathBuf, Arc<ShmSpace>>>> = OnceLock::new();
+    let lock_dir = LockDir::resolve(dir)?;
+    let key = std::fs::canonicalize(lock_dir.path()).unwrap_or_else(|_| lock_dir.path().to_path_buf());
+    let mut spaces = SPACES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(space) = spaces.get(&key) {
+      // After a fork the child is a different process and must register on its own.
+      if space.liveness.me().pid == crate::process_info::current_pid() {
+        return Ok(space.clone());
+      }
+    }
+    let liveness = Liveness::register(&lock_dir)?;
+    let space = Arc::new(ShmSpace {
+      dir: lock_dir,
+      liveness,
+      table: SlotTable::new(),
+    });
+    spaces.insert(key, space.clone());
+    Ok(space)
+  }
+
+  pub fn dir(&self) -> &LockDir {
+    &self.dir
+  }
+
+  /// The current holder of `slot`, as far as it can be told.
+  fn owner_of(&self, slot: &Slot) -> Option<OwnerInfo> {
+    let word = slot.cell.word.load(crate::sync::Ordering::Acquire);
+    let holder = holder_of(word)?;
+    let alive = !self.liveness.holder_is_dead(holder, &slot.record, &self.dir);
+    let token = slot.cell.token.load(crate::sync::Ordering::Relaxed);
+    Some(match slot.record.read().filter(|r| r.holder == holder) {
+      Some(r) => OwnerInfo {
+        pid: r.pid,
+        uuid: format_uuid(&r.uuid),
+        description: r.description,
+        since_ms: r.since_ms,
+        token: r.token,
+        alive,
+      },
+      None => OwnerInfo {
+        pid: 0,
+        uuid: String::new(),
+        description: String::new(),
+        since_ms: 0,
+        token,
+        alive,
+      },
+    })
+  }
+
+  /// Every shm lock that exists in this directory, with its holder.
+  pub fn list(&self) -> Result<Vec<(String, Option<OwnerInfo>)>> {
+    Ok(
+      self
+        .table
+        .all(&self.dir)?
+        .into_iter()
+        .map(|(name, r)| (name, self.owner_of(r.slot())))
+        .collect(),
+    )
+  }
+
+  /// The holder of `name` without creating anything.
+  pub fn inspect(&self, name: &str) -> Result<Option<OwnerInfo>> {
+    let name = LockName::new(name)?;
+    Ok(self.table.find(&self.dir, &name)?.and_then(|r| self.owner_of(r.slot())))
+  }
+}
+
+/// What the protocol needs, for one slot.
+struct SlotEnv<'a> {
+  space: &'a ShmSpace,
+  slot: &'a Slot,
+}
+
+impl WaitEnv for SlotEnv<'_> {
+  fn holder_is_dead(&self, holder: u64) -> bool {
+    self.space.liveness.holder_is_dead(holder, &self.slot.record, &self.space.dir)
+  }
+  fn probe_interval(&self) -> Duration {
+    PROBE_INTERVAL
+  }
+  fn wait(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>) {
+    os_wait::wait(word, expected_low, timeout)
+  }
+  fn wake(&self, word: &AtomicU64, count: i32) {
+    os_wait::wake(word, count)
+  }
+}
+
+/// One handle on one shm lock.
+pub struct ShmLock {
+  space: Arc<ShmSpace>,
+  slot: SlotRef,
+  me: u64,
+  uuid: [u8; 16],
+}
+
+impl ShmLock {
+  pub fn open(name: &str, dir: Option<&Path>) -> Result<ShmLock> {
+    let name = LockName::new(name)?;
+    let space = ShmSpace::get(dir)?;
+    let slot = space.table.claim(&space.dir, &name)?;
+    let me = handle_id(space.liveness.me().pslot, space.liveness.next_seq()?);
+    Ok(ShmLock {
+      space,
+      slot,
+      me,
+      uuid: *uuid::Uuid::new_v4().as_bytes(),
+    })
+  }
+
+  fn env(&self) -> SlotEnv<'_> {
+    SlotEnv {
+      space: &self.space,
+      slot: self.slot.slot(),
+    }
+  }
+
+  /// Record ourselves as the holder (we just won the word).
+  fn granted(&self, acquired: Acquired, description: &[u8]) -> Acquired {
+    let me = self.space.liveness.me();
+    let since_ms = epoch_ms();
+    let info = HolderInfo {
+      holder: self.me,
+      uuid: self.uuid,
+      pid: me.pid,
+      identity: me.identity,
+      since_ms,
+      token: acquired.token,
+      description: String::new(),
+    };
+    self.slot.slot().record.write(&info, description);
+    acquired
+  }
+
+  /// The handle id (for tests and diagnostics).
+  pub fn id(&self) -> u64 {
+    self.me
+  }
+
+  /// Process slot and sequence of this handle's id.
+  pub fn id_parts(&self) -> (u16, u64) {
+    (pslot_of(self.me), seq_of(self.me))
+  }
+}
+
+impl RawLock for ShmLock {
+  #[inline]
+  fn try_lock(&self, description: &[u8]) -> Result<Option<Acquired>> {
+    let cell = &self.slot.slot().cell;
+    if let Some(a) = lock_word::try_fast(cell, self.me) {
+      return Ok(Some(self.granted(a, description)));
+    }
+    Ok(lock_word::try_once(cell, self.me, &self.env(), true).map(|a| self.granted(a, description)))
+  }
+
+  fn lock(
+    &self,
+    description: &[u8],
+    deadline: Option<Instant>,
+    cancelled: &dyn Fn() -> bool,
+  ) -> Result<std::result::Result<Acquired, Stop>> {
+    let cell = &self.slot.slot().cell;
+    if let Some(a) = lock_word::try_fast(cell, self.me) {
+      return Ok(Ok(self.granted(a, description)));
+    }
+    Ok(lock_word::acquire(cell, self.me, &self.env(), deadline, cancelled).map(|a| self.granted(a, description)))
+  }
+
+  fn unlock(&self) -> Result<()> {
+    lock_word::release(&self.slot.slot().cell, self.me, &self.env()).map_err(|_| not_held())
+  }
+
+  fn abandon(&self) -> Result<()> {
+    lock_word::abandon(&self.slot.slot().cell, self.me, &self.env()).map_err(|_| not_held())
+  }
+
+  fn interrupt(&self) {
+    lock_word::wake_all(&self.slot.slot().cell, &self.env());
+  }
+
+  fn is_locked(&self) -> Result<bool> {
+    Ok(self.space.owner_of(self.slot.slot()).is_some_and(|o| o.alive))
+  }
+
+  fn owner(&self) -> Result<Option<OwnerInfo>> {
+    Ok(self.space.owner_of(self.slot.slot()))
+  }
+
+  fn uuid(&self) -> [u8; 16] {
+    self.uuid
+  }
+}
+
+/// Wall-clock milliseconds for `since` (diagnostics only; no timeout reads the wall clock).
+/// On Linux the coarse clock is read: it is a plain load from the vDSO page even on VMs whose
+/// clock source makes the precise clock a system call, and `since` needs no more than
+/// millisecond-ish precision.
+fn epoch_ms() -> u64 {
+  #[cfg(target_os = "linux")]
+  {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+      return ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
+    }
+  }
+  SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn not_held() -> Error {
+  Error::new(
+    ErrorKind::NotHeld,
+    "this handle does not hold the lock (it was released, or forcibly taken away)",
+  )
+}

@@ -1,0 +1,121 @@
+//! Threads of our own for waits that must not block their caller.
+//!
+//! An asynchronous acquisition that cannot be satisfied at once sleeps on one of these threads
+//! (in `futex_wait`, not spinning). They are not the libuv pool: a lock wait can last forever,
+//! and parking the four libuv threads would stall every `fs`, `dns` and `crypto` call of the
+//! process (the fs-ext failure mode). The pool is elastic: a wait takes an idle thread or
+//! starts a new one, so N concurrent waits get N threads and none waits for another; a thread
+//! idle for `IDLE_EXIT` exits. Threads are small (64 KiB stacks: a wait needs little).
+
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+const IDLE_EXIT: Duration = Duration::from_secs(30);
+const STACK: usize = 64 * 1024;
+
+struct Worker {
+  job: Mutex<Option<Job>>,
+  ready: Condvar,
+}
+
+fn idle() -> &'static Mutex<Vec<Arc<Worker>>> {
+  static IDLE: OnceLock<Mutex<Vec<Arc<Worker>>>> = OnceLock::new();
+  IDLE.get_or_init(Default::default)
+}
+
+/// Run `job` on a waiter thread.
+pub fn run(job: Job) {
+  let worker = idle().lock().unwrap_or_else(|p| p.into_inner()).pop();
+  match worker {
+    Some(w) => {
+      *w.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
+      w.ready.notify_one();
+    }
+    None => {
+      let w = Arc::new(Worker {
+        job: Mutex::new(Some(job)),
+        ready: Condvar::new(),
+      });
+      let spawned = std::thread::Builder::new().name("proclock-wait".into()).stack_size(STACK).spawn({
+        let w = w.clone();
+        move || serve(w)
+      });
+      if spawned.is_err() {
+        // Out of threads: run it here rather than lose it. The caller is then blocked for the
+        // wait, which is better than a promise that never settles.
+        if let Some(job) = w.job.lock().unwrap_or_else(|p| p.into_inner()).take() {
+          job();
+        }
+      }
+    }
+  }
+}
+
+fn serve(me: Arc<Worker>) {
+  loop {
+    let job = me.job.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(job) = job {
+      job();
+    }
+    idle().lock().unwrap_or_else(|p| p.into_inner()).push(me.clone());
+    let mut slot = me.job.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+      if slot.is_some() {
+        break;
+      }
+      let (guard, timeout) = me.ready.wait_timeout(slot, IDLE_EXIT).unwrap_or_else(|p| p.into_inner());
+      slot = guard;
+      if timeout.timed_out() && slot.is_none() {
+        drop(slot);
+        let mut list = idle().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pos) = list.iter().position(|w| Arc::ptr_eq(w, &me)) {
+          list.remove(pos);
+          return;
+        }
+        // Someone took us off the idle list and is handing us a job: wait for it.
+        drop(list);
+        slot = me.job.lock().unwrap_or_else(|p| p.into_inner());
+      }
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::sync::mpsc;
+
+  #[test]
+  fn concurrent_jobs_do_not_wait_for_each_other() {
+    let (tx, rx) = mpsc::channel();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    // Eight jobs that all block until released: only possible if each has its own thread.
+    for i in 0..8 {
+      let (tx, gate) = (tx.clone(), gate.clone());
+      run(Box::new(move || {
+        tx.send(("started", i)).unwrap();
+        let mut open = gate.0.lock().unwrap();
+        while !*open {
+          open = gate.1.wait(open).unwrap();
+        }
+        tx.send(("done", i)).unwrap();
+      }));
+    }
+    for _ in 0..8 {
+      assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().0, "started");
+    }
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for _ in 0..8 {
+      assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().0, "done");
+    }
+    // Idle threads are reused.
+    let (tx2, rx2) = mpsc::channel();
+    run(Box::new(move || {
+      tx2.send(std::thread::current().name().map(str::to_owned)).unwrap()
+    }));
+    assert_eq!(rx2.recv_timeout(Duration::from_secs(5)).unwrap().as_deref(), Some("proclock-wait"));
+  }
+}

@@ -1,0 +1,245 @@
+// The public Lock, Hold and withLock: argument checking, error classes, Symbol.dispose and
+// AbortSignal around the native handle. Every lock rule (exclusion, reentrancy, takeover,
+// tokens) is the core's; this file only translates.
+
+import { NativeLock, type NativeFailure, type NativeOwner } from './binding.cjs'
+import { abortError, fromNative, LockClosedError, LockNotHeldError, LockTimeoutError } from './errors'
+import {
+  type AcquireOptions,
+  type Backend,
+  type CheckedAcquireOptions,
+  checkAcquireOptions,
+  checkFunction,
+  checkLockOptions,
+  checkName,
+  checkTryOptions,
+  type LockOptions,
+} from './validate'
+
+/** The holder of a lock. */
+export interface OwnerInfo {
+  pid: number
+  /** The holding handle's owner UUID. */
+  uuid: string
+  description: string
+  /** When the hold began, epoch milliseconds. */
+  since: number
+  /** Fencing token of the hold. */
+  token: bigint
+  /** false: the holder died holding; the next acquirer takes the lock over (ownerDied). */
+  alive: boolean
+}
+
+/** One acquisition, for `using` / `await using`. */
+export interface Hold extends Disposable, AsyncDisposable {
+  readonly token: bigint
+  readonly ownerDied: boolean
+  release(): void
+}
+
+// Native outcome codes (see the binding): 0 busy, 1 acquired, 2 acquired from a dead holder.
+// (A hold does not end when its Lock object is garbage-collected: the native side keeps it
+// until release, close, or the end of the process or worker.)
+const BUSY = 0
+
+interface FastPath {
+  tryAcquire(description?: string): number
+  release(): void
+}
+
+function native<T>(call: () => T): T {
+  try {
+    return call()
+  } catch (error) {
+    throw fromNative(error)
+  }
+}
+
+function toOwner(o: NativeOwner | null): OwnerInfo | null {
+  return o === null ? null : { pid: o.pid, uuid: o.uuid, description: o.description, since: o.since, token: o.token, alive: o.alive }
+}
+
+export class Lock implements Disposable, AsyncDisposable {
+  readonly name: string
+  readonly backend: Backend
+  readonly #native: NativeLock
+  readonly #fast: FastPath
+
+  constructor(name: string, options?: LockOptions) {
+    this.name = checkName(name)
+    const o = checkLockOptions(options)
+    this.backend = o.backend
+    this.#native = native(() => new NativeLock(this.name, o.dir, o.reentrant, o.description))
+    this.#fast = this.#native.fastPath()
+  }
+
+  /** This handle's owner UUID (what other processes see as `owner().uuid`). */
+  get uuid(): string {
+    return this.#native.uuid
+  }
+
+  /** This handle holds the lock now. */
+  get held(): boolean {
+    return this.#native.held
+  }
+
+  /** Fencing token of the current hold, or null. Strictly increases with every acquisition of this lock. */
+  get token(): bigint | null {
+    return this.#native.token()
+  }
+
+  /** The current hold was taken over from a holder that died holding the lock. */
+  get ownerDied(): boolean {
+    return this.#native.ownerDied
+  }
+
+  /** Take the lock if it is free (or its holder is dead); never waits. */
+  tryAcquire(options?: { description?: string }): boolean {
+    const description = options === undefined ? undefined : checkTryOptions(options)
+    try {
+      return this.#fast.tryAcquire(description) !== BUSY
+    } catch (error) {
+      throw fromNative(error)
+    }
+  }
+
+  /** Wait for the lock on the calling thread (blocks it). */
+  acquireSync(options?: AcquireOptions): void {
+    const o = checkAcquireOptions(options)
+    if (o.signal?.aborted) throw abortError(o.signal)
+    native(() => this.#native.acquireSync(o.timeout, o.description))
+  }
+
+  /** Wait for the lock without blocking the event loop or the libuv pool. */
+  async acquire(options?: AcquireOptions): Promise<void> {
+    const o = checkAcquireOptions(options)
+    if (o.signal?.aborted) throw abortError(o.signal)
+    if (this.tryAcquire(o.description === undefined ? undefined : o)) return
+    if (o.timeout === 0) throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
+    await this.#wait(o)
+  }
+
+  async #wait({ timeout, signal, description }: CheckedAcquireOptions): Promise<void> {
+    const pending = native(() => this.#native.acquireAsync(timeout, description))
+    const onAbort = (): void => this.#native.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    let outcome: number | NativeFailure
+    try {
+      outcome = await pending
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+    if (typeof outcome === 'number') {
+      if (signal?.aborted) {
+        // The lock was won just as the signal fired: an aborted acquisition leaves nothing held.
+        this.release()
+        throw abortError(signal)
+      }
+      return
+    }
+    if (outcome.code === 'ELOCKCANCELLED') {
+      if (signal?.aborted) throw abortError(signal)
+      throw new LockClosedError('the lock handle was closed while waiting')
+    }
+    throw fromNative(outcome)
+  }
+
+  /** Release the lock (or one level of a reentrant hold). Throws LockNotHeldError if not held. */
+  release(): void {
+    try {
+      this.#fast.release()
+    } catch (error) {
+      throw fromNative(error)
+    }
+  }
+
+  /** Acquire and return a Hold for `await using`. */
+  async hold(options?: AcquireOptions): Promise<Hold> {
+    await this.acquire(options)
+    return new LockHold(this)
+  }
+
+  /** Acquire on the calling thread and return a Hold for `using`. */
+  holdSync(options?: AcquireOptions): Hold {
+    this.acquireSync(options)
+    return new LockHold(this)
+  }
+
+  /** Run `fn` while holding the lock; released when `fn` settles. */
+  async run<T>(fn: () => T | Promise<T>, options?: AcquireOptions): Promise<T> {
+    checkFunction(fn, 'fn')
+    await this.acquire(options)
+    let result: T
+    try {
+      result = await fn()
+    } catch (error) {
+      if (this.held) this.release()
+      throw error
+    }
+    this.release()
+    return result
+  }
+
+  /** Held by anyone (this handle included) whose process is alive, now. */
+  isLocked(): boolean {
+    return native(() => this.#native.isLocked())
+  }
+
+  /** The current holder, or null if the lock is free. */
+  owner(): OwnerInfo | null {
+    return toOwner(native(() => this.#native.owner()))
+  }
+
+  /** Release if held, reject a pending acquire with LockClosedError; idempotent. */
+  close(): void {
+    this.#native.close()
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+}
+
+class LockHold implements Hold {
+  readonly token: bigint
+  readonly ownerDied: boolean
+  #lock: Lock | null
+
+  constructor(lock: Lock) {
+    this.#lock = lock
+    this.token = lock.token ?? 0n
+    this.ownerDied = lock.ownerDied
+  }
+
+  release(): void {
+    const lock = this.#lock
+    if (lock === null) throw new LockNotHeldError('this hold was already released')
+    this.#lock = null
+    lock.release()
+  }
+
+  [Symbol.dispose](): void {
+    // Disposal after the hold already ended (released, or the lock closed) is a no-op.
+    if (this.#lock?.held) this.release()
+    this.#lock = null
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this[Symbol.dispose]()
+  }
+}
+
+/** Open the lock `name`, run `fn` while holding it, release and close. */
+export async function withLock<T>(name: string, fn: () => T | Promise<T>, options?: LockOptions & AcquireOptions): Promise<T> {
+  checkFunction(fn, 'fn')
+  const lock = new Lock(name, options)
+  try {
+    return await lock.run(fn, options)
+  } finally {
+    lock.close()
+  }
+}
