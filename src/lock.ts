@@ -37,15 +37,9 @@ export interface Hold extends Disposable, AsyncDisposable {
   release(): void
 }
 
-// Native outcome codes (see the binding): 0 busy, 1 acquired, 2 acquired from a dead holder.
-// (A hold does not end when its Lock object is garbage-collected: the native side keeps it
-// until release, close, or the end of the process or worker.)
-const BUSY = 0
+// A hold does not end when its Lock object is garbage-collected: the native side keeps it
+// until release, close, or the end of the process or worker.
 
-interface FastPath {
-  tryAcquire(description?: string): number
-  release(): void
-}
 
 function native<T>(call: () => T): T {
   try {
@@ -63,14 +57,20 @@ export class Lock implements Disposable, AsyncDisposable {
   readonly name: string
   readonly backend: Backend
   readonly #native: NativeLock
-  readonly #fast: FastPath
+  // The hot path: plain Node-API functions bound to the native handle (see fast_path.rs).
+  readonly #try: () => boolean
+  readonly #tryDescribed: (description: string) => boolean
+  readonly #release: () => void
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)
     const o = checkLockOptions(options)
     this.backend = o.backend
     this.#native = native(() => new NativeLock(this.name, o.dir, o.reentrant, o.description))
-    this.#fast = this.#native.fastPath()
+    const fast = this.#native.fastPath()
+    this.#try = fast.tryAcquire
+    this.#tryDescribed = fast.tryAcquireDescribed
+    this.#release = fast.release
   }
 
   /** This handle's owner UUID (what other processes see as `owner().uuid`). */
@@ -97,7 +97,7 @@ export class Lock implements Disposable, AsyncDisposable {
   tryAcquire(options?: { description?: string }): boolean {
     const description = options === undefined ? undefined : checkTryOptions(options)
     try {
-      return this.#fast.tryAcquire(description) !== BUSY
+      return description === undefined ? this.#try() : this.#tryDescribed(description)
     } catch (error) {
       throw fromNative(error)
     }
@@ -147,7 +147,7 @@ export class Lock implements Disposable, AsyncDisposable {
   /** Release the lock (or one level of a reentrant hold). Throws LockNotHeldError if not held. */
   release(): void {
     try {
-      this.#fast.release()
+      this.#release()
     } catch (error) {
       throw fromNative(error)
     }

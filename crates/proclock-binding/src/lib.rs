@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use proclock_core::{Handle, ShmLock};
+use proclock_core::{Handle as CoreHandle, ShmLock};
+
+/// The handle type this binding exposes (the shm backend).
+pub(crate) type Handle = CoreHandle<ShmLock>;
 
 /// The `code` a JS error gets: the core's stable code for its error kind.
 pub struct Code(&'static str);
@@ -144,7 +147,7 @@ impl NativeLock {
   pub fn new(env: Env, name: String, dir: Option<String>, reentrant: bool, description: Option<String>) -> napi::Result<Self, Code> {
     let raw = ShmLock::open(&name, dir.as_deref().map(Path::new)).map_err(js_err)?;
     let id = raw.id();
-    let handle = Arc::new(Handle::new(Box::new(raw), reentrant, description.unwrap_or_default()).map_err(js_err)?);
+    let handle = Arc::new(Handle::new(raw, reentrant, description.unwrap_or_default()).map_err(js_err)?);
     register(&env, id, &handle).map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
     Ok(NativeLock { handle, id })
   }
@@ -169,9 +172,9 @@ impl NativeLock {
     self.handle.closed()
   }
 
-  /// `{ tryAcquire, release }`: the hot path as two plain Node-API functions bound to this
-  /// handle (see `fast_path.rs`); same results as the methods of the same names.
-  #[napi(ts_return_type = "{ tryAcquire(description?: string): number; release(): void }")]
+  /// `{ tryAcquire, tryAcquireDescribed, release }`: the hot path as plain Node-API functions
+  /// bound to this handle (see `fast_path.rs`).
+  #[napi(ts_return_type = "{ tryAcquire(): boolean; tryAcquireDescribed(description: string): boolean; release(): void }")]
   pub fn fast_path<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
     fast_path::functions(env, &self.handle)
   }

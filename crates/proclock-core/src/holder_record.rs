@@ -78,26 +78,39 @@ pub(crate) fn load_bytes(words: &[AtomicU64], len: usize) -> Vec<u8> {
 
 impl HolderRecord {
   /// Write the record for a hold that `info.holder` has just won.
+  pub fn write(&self, info: &HolderInfo, description: &[u8]) {
+    self.write_hold(
+      info.holder,
+      &info.uuid,
+      info.pid,
+      info.identity,
+      info.since_ms,
+      info.token,
+      description,
+    );
+  }
+
+  /// [`HolderRecord::write`] without building a [`HolderInfo`]: the uncontended hot path.
   ///
   /// A handle that re-acquires finds its own id still in the record and skips the identity
   /// fields it wrote last time (uuid, pid, process identity): the uncontended hot path then
   /// writes a handful of words.
-  pub fn write(&self, info: &HolderInfo, description: &[u8]) {
-    let prev = self.seq.load(Relaxed);
-    let odd = (prev.wrapping_add(1)) | 1;
+  #[inline]
+  #[allow(clippy::too_many_arguments)]
+  pub fn write_hold(&self, holder: u64, uuid: &[u8; 16], pid: u32, identity: u64, since_ms: u64, token: u64, description: &[u8]) {
+    let odd = self.seq.load(Relaxed).wrapping_add(1) | 1;
     self.seq.store(odd, Relaxed);
     fence(Release);
 
-    let same_holder = self.holder.load(Relaxed) == info.holder;
-    if !same_holder {
-      self.holder.store(info.holder, Relaxed);
-      self.uuid[0].store(u64::from_le_bytes(info.uuid[..8].try_into().unwrap_or_default()), Relaxed);
-      self.uuid[1].store(u64::from_le_bytes(info.uuid[8..].try_into().unwrap_or_default()), Relaxed);
-      self.pid.store(u64::from(info.pid), Relaxed);
-      self.identity.store(info.identity, Relaxed);
+    if self.holder.load(Relaxed) != holder {
+      self.holder.store(holder, Relaxed);
+      self.uuid[0].store(u64::from_le_bytes(uuid[..8].try_into().unwrap_or_default()), Relaxed);
+      self.uuid[1].store(u64::from_le_bytes(uuid[8..].try_into().unwrap_or_default()), Relaxed);
+      self.pid.store(u64::from(pid), Relaxed);
+      self.identity.store(identity, Relaxed);
     }
-    self.since_ms.store(info.since_ms, Relaxed);
-    self.token.store(info.token, Relaxed);
+    self.since_ms.store(since_ms, Relaxed);
+    self.token.store(token, Relaxed);
     let len = description.len().min(MAX_DESCRIPTION_BYTES);
     store_bytes(&self.desc, &description[..len]);
     self.desc_len.store(len as u32, Relaxed);

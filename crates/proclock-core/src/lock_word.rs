@@ -62,9 +62,11 @@
 //!
 //! # Fencing tokens
 //!
-//! Each successful acquisition, takeover included, takes `token = counter.fetch_add(1) + 1`.
-//! The acquisition happens-after the previous release or takeover of the same word, so the
-//! counter only ever hands out larger numbers to later holders.
+//! Each successful acquisition, takeover included, sets `token = counter + 1` right after
+//! winning the word. Only the holder writes the counter, and every acquisition happens-after
+//! the previous release or takeover of the same word (acquire/release ordering on the word), so
+//! each holder sees its predecessor's token and hands out a larger one. A plain load and store
+//! suffice; no read-modify-write is needed on the hot path.
 
 use std::time::{Duration, Instant};
 
@@ -165,9 +167,10 @@ fn cas(word: &AtomicU64, current: u64, new: u64, success: Ordering) -> Result<u6
   word.compare_exchange(current, new, success, Ordering::Relaxed)
 }
 
-/// Called with the lock just taken: hand out the next fencing token.
+/// Called with the lock just taken: hand out the next fencing token (we are the only writer).
 fn granted(cell: &LockCell, owner_died: bool) -> Acquired {
-  let token = cell.token.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+  let token = cell.token.load(Ordering::Relaxed).wrapping_add(1);
+  cell.token.store(token, Ordering::Relaxed);
   Acquired { token, owner_died }
 }
 
@@ -280,7 +283,10 @@ pub fn abandon<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotH
 }
 
 fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
-  let mut cur = cell.word.load(Ordering::Relaxed);
+  // The common case first: our word without W, nobody waiting, nothing to wake.
+  let Err(mut cur) = cas(&cell.word, me, free_value, Ordering::Release) else {
+    return Ok(());
+  };
   loop {
     if cur & !WAITERS != me {
       return Err(NotHeld);

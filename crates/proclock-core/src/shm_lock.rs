@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::holder_record::HolderInfo;
 use crate::liveness::Liveness;
 use crate::lock_dir::LockDir;
 use crate::lock_word::{self, handle_id, holder_of, pslot_of, seq_of, Acquired, Stop, WaitEnv};
@@ -131,46 +130,63 @@ impl WaitEnv for SlotEnv<'_> {
 /// One handle on one shm lock.
 pub struct ShmLock {
   space: Arc<ShmSpace>,
-  slot: SlotRef,
+  /// Keeps the segment mapped; `slot` points into it.
+  _slot_ref: SlotRef,
+  slot: *const Slot,
   me: u64,
   uuid: [u8; 16],
+  pid: u32,
+  identity: u64,
 }
+
+// SAFETY: `slot` points into a shared mapping kept alive by `_slot_ref`, accessed only through
+// atomics; everything else is Send + Sync.
+unsafe impl Send for ShmLock {}
+unsafe impl Sync for ShmLock {}
 
 impl ShmLock {
   pub fn open(name: &str, dir: Option<&Path>) -> Result<ShmLock> {
     let name = LockName::new(name)?;
     let space = ShmSpace::get(dir)?;
-    let slot = space.table.claim(&space.dir, &name)?;
+    let slot_ref = space.table.claim(&space.dir, &name)?;
     let me = handle_id(space.liveness.me().pslot, space.liveness.next_seq()?);
+    let (pid, identity) = (space.liveness.me().pid, space.liveness.me().identity);
     Ok(ShmLock {
+      slot: slot_ref.slot_ptr(),
+      _slot_ref: slot_ref,
       space,
-      slot,
       me,
       uuid: *uuid::Uuid::new_v4().as_bytes(),
+      pid,
+      identity,
     })
+  }
+
+  #[inline]
+  fn slot(&self) -> &Slot {
+    // SAFETY: see the field: the mapping outlives `self`.
+    unsafe { &*self.slot }
   }
 
   fn env(&self) -> SlotEnv<'_> {
     SlotEnv {
       space: &self.space,
-      slot: self.slot.slot(),
+      slot: self.slot(),
     }
   }
 
   /// Record ourselves as the holder (we just won the word).
+  #[inline]
   fn granted(&self, acquired: Acquired, description: &[u8]) -> Acquired {
-    let me = self.space.liveness.me();
-    let since_ms = epoch_ms();
-    let info = HolderInfo {
-      holder: self.me,
-      uuid: self.uuid,
-      pid: me.pid,
-      identity: me.identity,
-      since_ms,
-      token: acquired.token,
-      description: String::new(),
-    };
-    self.slot.slot().record.write(&info, description);
+    self.slot().record.write_hold(
+      self.me,
+      &self.uuid,
+      self.pid,
+      self.identity,
+      epoch_ms(),
+      acquired.token,
+      description,
+    );
     acquired
   }
 
@@ -188,7 +204,7 @@ impl ShmLock {
 impl RawLock for ShmLock {
   #[inline]
   fn try_lock(&self, description: &[u8]) -> Result<Option<Acquired>> {
-    let cell = &self.slot.slot().cell;
+    let cell = &self.slot().cell;
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Some(self.granted(a, description)));
     }
@@ -201,7 +217,7 @@ impl RawLock for ShmLock {
     deadline: Option<Instant>,
     cancelled: &dyn Fn() -> bool,
   ) -> Result<std::result::Result<Acquired, Stop>> {
-    let cell = &self.slot.slot().cell;
+    let cell = &self.slot().cell;
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Ok(self.granted(a, description)));
     }
@@ -209,23 +225,23 @@ impl RawLock for ShmLock {
   }
 
   fn unlock(&self) -> Result<()> {
-    lock_word::release(&self.slot.slot().cell, self.me, &self.env()).map_err(|_| not_held())
+    lock_word::release(&self.slot().cell, self.me, &self.env()).map_err(|_| not_held())
   }
 
   fn abandon(&self) -> Result<()> {
-    lock_word::abandon(&self.slot.slot().cell, self.me, &self.env()).map_err(|_| not_held())
+    lock_word::abandon(&self.slot().cell, self.me, &self.env()).map_err(|_| not_held())
   }
 
   fn interrupt(&self) {
-    lock_word::wake_all(&self.slot.slot().cell, &self.env());
+    lock_word::wake_all(&self.slot().cell, &self.env());
   }
 
   fn is_locked(&self) -> Result<bool> {
-    Ok(self.space.owner_of(self.slot.slot()).is_some_and(|o| o.alive))
+    Ok(self.space.owner_of(self.slot()).is_some_and(|o| o.alive))
   }
 
   fn owner(&self) -> Result<Option<OwnerInfo>> {
-    Ok(self.space.owner_of(self.slot.slot()))
+    Ok(self.space.owner_of(self.slot()))
   }
 
   fn uuid(&self) -> [u8; 16] {
@@ -237,6 +253,7 @@ impl RawLock for ShmLock {
 /// On Linux the coarse clock is read: it is a plain load from the vDSO page even on VMs whose
 /// clock source makes the precise clock a system call, and `since` needs no more than
 /// millisecond-ish precision.
+#[inline]
 fn epoch_ms() -> u64 {
   #[cfg(target_os = "linux")]
   {

@@ -85,9 +85,14 @@ impl SlotRef {
   }
 
   pub fn slot(&self) -> &Slot {
-    // SAFETY: `index` was bounds-checked when the ref was made; the segment (and so the
-    // mapping) lives as long as `self`; `Slot` is all atomics, valid for any bytes.
-    unsafe { &*(self.segment.entry(self.index) as *const Slot) }
+    // SAFETY: the segment (and so the mapping) lives as long as `self`; see `slot_ptr`.
+    unsafe { &*self.slot_ptr() }
+  }
+
+  /// The slot's address, valid while this `SlotRef` (or a clone) is alive. `Slot` is all
+  /// atomics, valid for any bytes another process may have written.
+  pub fn slot_ptr(&self) -> *const Slot {
+    self.segment.entry(self.index) as *const Slot
   }
 }
 
