@@ -17,10 +17,10 @@ export declare class NativeLock {
   get ownerDied(): boolean
   get closed(): boolean
   /**
-   * `{ tryAcquire, tryAcquireDescribed, release }`: the hot path as plain Node-API functions
-   * bound to this handle (see `fast_path.rs`).
+   * `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }`: the hot path as plain
+   * Node-API functions bound to this handle (see `fast_path.rs`).
    */
-  fastPath(): { tryAcquire(): boolean; tryAcquireDescribed(description: string): boolean; release(): void }
+  fastPath(): { tryAcquire(): boolean; tryAcquireDescribed(description: string): boolean; tryUncontended(description?: string): boolean; release(): void }
   token(): bigint | null
   /** 0 busy, 1 acquired, 2 acquired from a holder that died. */
   tryAcquire(description?: string | undefined | null): number

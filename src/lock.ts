@@ -60,6 +60,7 @@ export class Lock implements Disposable, AsyncDisposable {
   // The hot path: plain Node-API functions bound to the native handle (see fast_path.rs).
   readonly #try: () => boolean
   readonly #tryDescribed: (description: string) => boolean
+  readonly #tryUncontended: (description?: string) => boolean
   readonly #release: () => void
 
   constructor(name: string, options?: LockOptions) {
@@ -70,6 +71,7 @@ export class Lock implements Disposable, AsyncDisposable {
     const fast = this.#native.fastPath()
     this.#try = fast.tryAcquire
     this.#tryDescribed = fast.tryAcquireDescribed
+    this.#tryUncontended = fast.tryUncontended
     this.#release = fast.release
   }
 
@@ -107,6 +109,7 @@ export class Lock implements Disposable, AsyncDisposable {
   acquireSync(options?: AcquireOptions): void {
     const o = checkAcquireOptions(options)
     if (o.signal?.aborted) throw abortError(o.signal)
+    if (this.#takeIfFree(o.description)) return
     native(() => this.#native.acquireSync(o.timeout, o.description))
   }
 
@@ -114,9 +117,24 @@ export class Lock implements Disposable, AsyncDisposable {
   async acquire(options?: AcquireOptions): Promise<void> {
     const o = checkAcquireOptions(options)
     if (o.signal?.aborted) throw abortError(o.signal)
-    if (this.tryAcquire(o.description === undefined ? undefined : o)) return
-    if (o.timeout === 0) throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
+    if (o.timeout === 0) {
+      // A single try, here on the calling thread (with the liveness probe, so a dead holder's
+      // lock is taken over).
+      if (this.tryAcquire(o.description === undefined ? undefined : o)) return
+      throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
+    }
+    if (this.#takeIfFree(o.description)) return
     await this.#wait(o)
+  }
+
+  // The synchronous first step of acquire/acquireSync: a free lock is taken on the calling
+  // thread; anything else (including a dead holder) is left to the wait.
+  #takeIfFree(description: string | undefined): boolean {
+    try {
+      return description === undefined ? this.#tryUncontended() : this.#tryUncontended(description)
+    } catch (error) {
+      throw fromNative(error)
+    }
   }
 
   async #wait({ timeout, signal, description }: CheckedAcquireOptions): Promise<void> {

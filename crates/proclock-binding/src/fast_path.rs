@@ -9,8 +9,10 @@
 //!
 //! Shapes, each chosen because it measured cheaper: `tryAcquire()` takes no argument and returns
 //! a boolean (the common call, no argument buffer, no type check); `tryAcquireDescribed(text)`
-//! is the same with a description for this hold; `release()` returns undefined. Whether the
-//! hold was taken over from a dead holder is read separately (`ownerDied`), only when asked.
+//! is the same with a description for this hold; `tryUncontended(text?)` is the first step of
+//! `acquire`/`acquireSync` (takes a free lock, never probes liveness: the wait that follows
+//! does); `release()` returns undefined. Whether the hold was taken over from a dead holder is
+//! read separately (`ownerDied`), only when asked.
 //! Errors are thrown as `Error`s with the core's `code`, exactly like the class methods.
 
 use std::ffi::c_void;
@@ -114,6 +116,21 @@ unsafe extern "C" fn try_acquire_described(env: sys::napi_env, info: sys::napi_c
   }
 }
 
+unsafe extern "C" fn try_uncontended(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  // SAFETY: as above.
+  unsafe {
+    let (handle, arg) = call_info(env, info);
+    let description = match optional_string(env, arg) {
+      Ok(d) => d,
+      Err(e) => return throw(env, &e),
+    };
+    match handle.try_acquire_uncontended(description.as_deref()) {
+      Ok(acquired) => boolean(env, acquired),
+      Err(e) => throw(env, &e),
+    }
+  }
+}
+
 unsafe extern "C" fn release(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: as above.
   unsafe {
@@ -148,12 +165,13 @@ unsafe fn bound(env: &Env, name: &str, cb: sys::napi_callback, handle: &Arc<Hand
   Ok(f)
 }
 
-/// `{ tryAcquire, tryAcquireDescribed, release }` bound to `handle`.
+/// `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }` bound to `handle`.
 pub fn functions<'env>(env: &'env Env, handle: &Arc<Handle>) -> Result<Object<'env>> {
   let mut obj = Object::new(env)?;
-  let callbacks: [(&str, sys::napi_callback); 3] = [
+  let callbacks: [(&str, sys::napi_callback); 4] = [
     ("tryAcquire", Some(try_acquire)),
     ("tryAcquireDescribed", Some(try_acquire_described)),
+    ("tryUncontended", Some(try_uncontended)),
     ("release", Some(release)),
   ];
   for (name, cb) in callbacks {

@@ -172,9 +172,11 @@ impl NativeLock {
     self.handle.closed()
   }
 
-  /// `{ tryAcquire, tryAcquireDescribed, release }`: the hot path as plain Node-API functions
-  /// bound to this handle (see `fast_path.rs`).
-  #[napi(ts_return_type = "{ tryAcquire(): boolean; tryAcquireDescribed(description: string): boolean; release(): void }")]
+  /// `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }`: the hot path as plain
+  /// Node-API functions bound to this handle (see `fast_path.rs`).
+  #[napi(
+    ts_return_type = "{ tryAcquire(): boolean; tryAcquireDescribed(description: string): boolean; tryUncontended(description?: string): boolean; release(): void }"
+  )]
   pub fn fast_path<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
     fast_path::functions(env, &self.handle)
   }

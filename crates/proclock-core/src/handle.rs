@@ -118,13 +118,26 @@ impl<R: RawLock + 'static> Handle<R> {
     self.depth.store(1, Relaxed);
   }
 
-  /// One try, never waits. `Ok(true)` if this handle now holds the lock.
+  /// One try, never waits. `Ok(true)` if this handle now holds the lock. Takes over from a
+  /// holder whose process is dead.
   #[inline]
   pub fn try_acquire(&self, description: Option<&str>) -> Result<bool> {
+    self.try_acquire_with(description, true)
+  }
+
+  /// The synchronous first step of a waiting acquisition: takes the lock only if it is free (or
+  /// abandoned), without the liveness probe, which the wait that follows does itself.
+  #[inline]
+  pub fn try_acquire_uncontended(&self, description: Option<&str>) -> Result<bool> {
+    self.try_acquire_with(description, false)
+  }
+
+  #[inline]
+  fn try_acquire_with(&self, description: Option<&str>, probe: bool) -> Result<bool> {
     if self.begin()? {
       return Ok(true);
     }
-    match self.raw.try_lock(self.desc(description)?)? {
+    match self.raw.try_lock(self.desc(description)?, probe)? {
       Some(a) => {
         self.now_held(a);
         self.state.store(HELD, Release);

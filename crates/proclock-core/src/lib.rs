@@ -12,6 +12,7 @@
 //! | `segment.rs` | shared segment files: creation, validation, repair |
 //! | `lock_dir.rs` | the lock directory and how files in it are opened safely |
 //! | `os_wait.rs` | sleeping on a shared word (futex, ulock) |
+//! | `death_watch.rs` | waking waiters when a holder's process exits (pidfd) |
 //! | `raw_lock.rs` | the small trait every backend implements |
 //! | `handle.rs` | reentrancy, close, abandon and async waits, for every backend |
 //! | `waiter_pool.rs` | the threads async waits sleep on |
@@ -21,6 +22,8 @@ pub mod error;
 pub mod lock_word;
 mod sync;
 
+#[cfg(not(loom))]
+mod death_watch;
 #[cfg(not(loom))]
 pub mod handle;
 #[cfg(not(loom))]

@@ -154,6 +154,14 @@ impl Liveness {
     Ok(seq)
   }
 
+  /// The pid and start identity of `holder`'s process, if it is still its slot's occupant.
+  /// (A torn read against a new occupant registering at that moment can name the new
+  /// occupant; callers use this only to choose what to watch, never to decide death.)
+  pub fn holder_process(&self, holder: u64) -> Option<(u32, u64)> {
+    let entry = self.entry(pslot_of(holder))?;
+    (seq_of(holder) >= entry.base_seq.load(Acquire)).then(|| (entry.pid.load(Relaxed) as u32, entry.identity.load(Relaxed)))
+  }
+
   /// Probe `pslot`'s liveness lock: `Some(true)` held by a live occupant, `Some(false)` free,
   /// `None` could not tell.
   fn occupied(&self, pslot: u16, dir: &LockDir) -> Option<bool> {

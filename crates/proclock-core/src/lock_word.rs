@@ -1,8 +1,8 @@
 //! The lock-word protocol: the whole of mutual exclusion, hand-off and takeover for one lock.
 //!
-//! Every lock is one 64-bit word in shared memory, changed only by compare-and-swap, plus a
-//! 64-bit fencing-token counter beside it. Everything else (the holder record, the name) is
-//! diagnostics; exclusion depends on this file alone.
+//! Every lock is one 64-bit word in shared memory, changed only by compare-and-swap, a 64-bit
+//! fencing-token counter, and a 32-bit wake counter that sleepers sleep on. Everything else (the
+//! holder record, the name) is diagnostics; exclusion depends on this file alone.
 //!
 //! # The word
 //!
@@ -20,8 +20,8 @@
 //! - Any other value means HELD by the handle whose id is the word without `W`. A handle id is
 //!   the process slot of the holder's process (see `liveness.rs`) and a sequence number that is
 //!   never issued twice, so a word names one handle for all time: there is no ABA on holder ids.
-//! - `W` (bit 0) means "someone may be asleep on this word". It is set by a waiter before it
-//!   sleeps and cleared only by the release that wakes one sleeper.
+//! - `W` (bit 0) means "someone may be asleep". It is set by a contender before it sleeps and
+//!   cleared only by the release that then wakes a sleeper.
 //!
 //! # Transitions, and who may make them
 //!
@@ -36,29 +36,37 @@
 //! Only the holder ever clears its own id, so a live holder is never stolen from; the takeover
 //! edge is guarded by the liveness check, which must never call a live process dead.
 //!
-//! # Why no wake-up is lost
+//! # Sleeping, and why no wake-up is lost
 //!
-//! A sleeper sleeps on the word's low half with `W` set in the value it expects (see
-//! `os_wait.rs`), so the kernel puts it to sleep only if the word still has `W`. `W` is only
-//! removed by a release, and that release wakes one sleeper. All changes are RMWs on the one
-//! word, so they are totally ordered: either the waiter's "set W" comes first and the release
-//! sees `W` and wakes, or the release comes first and the waiter's CAS fails and it re-reads a
-//! free word. The woken sleeper re-acquires *with* `W` (it cannot know it was the last sleeper),
-//! which keeps the chain going; the cost is one spare wake call at the end of a queue. A sleeper
-//! that gives up (timeout, cancel) after having slept passes one wake on, in case the wake it
-//! consumed was meant to reach a sleeper that will now take the lock.
+//! Sleepers sleep on the wake counter (an eventcount), not on the lock word. Anyone with a
+//! reason to wake sleepers first bumps the counter, then wakes: the release that clears `W`,
+//! a cancelled waiter's own handle (abort, close), a waiter that gives up after sleeping, and
+//! the death watch when a holder's process exits (`death_watch.rs`). A contender about to sleep:
 //!
-//! A stale compare on the low half (a new holder whose low bits happen to equal the old ones)
-//! is harmless: the sleeper only sleeps while `W` is set, and whoever holds a word with `W` will
-//! wake a sleeper when releasing.
+//! 1. sets `W` in the word it saw (CAS; if the word moved, it starts over),
+//! 2. reads the counter `c`,
+//! 3. re-reads the word; if it is no longer exactly what it saw with `W`, it starts over,
+//! 4. sleeps only while the counter still equals `c`.
+//!
+//! A release that happens after step 3 bumps the counter after the sleeper read it in step 2
+//! (steps 2 and 3 and the release's CAS and bump are sequentially consistent), so the kernel
+//! either sees a changed counter and does not put the sleeper to sleep, or has queued it before
+//! the wake. A release before step 3 is seen in step 3. The same argument covers every other
+//! waker, which is what makes an abort prompt: it cannot fall into the gap between a waiter's
+//! last check and its sleep. The woken sleeper re-acquires *with* `W` (it cannot know whether
+//! others still sleep), which keeps the chain going; the cost is one spare wake at the end of a
+//! queue. A sleeper that gives up after sleeping passes one wake on, in case it consumed the
+//! wake meant for someone who will now take the lock.
 //!
 //! # Holder death
 //!
-//! A process killed while holding never clears its word. Contenders notice through
-//! [`WaitEnv::holder_is_dead`], asked when they first meet a held word and again every
-//! [`WaitEnv::probe_interval`] while they sleep (a dead holder wakes nobody). The takeover is a
-//! CAS from the dead holder's exact word to ours, so of several contenders that prove the same
-//! death, exactly one wins.
+//! A process killed while holding never clears its word and wakes nobody. Contenders ask
+//! [`WaitEnv::holder_is_dead`] once a sleep slice has passed without the word changing hands,
+//! before giving up at their deadline, and whenever they are woken. Before sleeping they call
+//! [`WaitEnv::watch`], which can arrange for the holder's death to bump the counter (so no
+//! polling is needed) and says how long the next sleep slice may be. The takeover is a CAS from
+//! the dead holder's exact word to ours, so of several contenders that prove the same death,
+//! exactly one wins.
 //!
 //! # Fencing tokens
 //!
@@ -70,9 +78,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// Bit 0: someone may be asleep on this word.
+/// Bit 0: someone may be asleep.
 pub const WAITERS: u64 = 1;
 /// Free, and the previous holder died holding it.
 pub const ABANDONED: u64 = 0xffff_0000_0000_0002;
@@ -89,6 +97,9 @@ pub struct LockCell {
   pub word: AtomicU64,
   /// The last fencing token handed out.
   pub token: AtomicU64,
+  /// The wake counter sleepers sleep on.
+  pub wake: AtomicU32,
+  _reserved: AtomicU32,
 }
 
 impl LockCell {
@@ -97,6 +108,8 @@ impl LockCell {
     LockCell {
       word: AtomicU64::new(0),
       token: AtomicU64::new(0),
+      wake: AtomicU32::new(0),
+      _reserved: AtomicU32::new(0),
     }
   }
 }
@@ -150,17 +163,18 @@ pub enum Stop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotHeld;
 
-/// What the protocol needs from the world around it: liveness, sleeping, waking and time.
+/// What the protocol needs from the world around it: liveness, sleeping and waking.
 pub trait WaitEnv {
   /// Is the process behind `holder` (a handle id) certainly dead? Must never say `true` for a
   /// live holder; may say `false` for a dead one (it will be asked again later).
   fn holder_is_dead(&self, holder: u64) -> bool;
-  /// How long a sleeper may go without asking `holder_is_dead` again.
-  fn probe_interval(&self) -> Duration;
-  /// Sleep while the word's low half equals `expected_low`, at most `timeout`; may wake early.
-  fn wait(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>);
-  /// Wake up to `count` sleepers of the word.
-  fn wake(&self, word: &AtomicU64, count: i32);
+  /// About to sleep while `holder` holds: arrange, if possible, for its death to bump the wake
+  /// counter, and say how long to sleep before asking `holder_is_dead` again.
+  fn watch(&self, holder: u64) -> Duration;
+  /// Sleep while `counter` equals `expected`, at most `timeout`; may wake early.
+  fn wait(&self, counter: &AtomicU32, expected: u32, timeout: Option<Duration>);
+  /// Wake up to `count` sleepers of `counter`.
+  fn wake(&self, counter: &AtomicU32, count: i32);
 }
 
 fn cas(word: &AtomicU64, current: u64, new: u64, success: Ordering) -> Result<u64, u64> {
@@ -172,6 +186,12 @@ fn granted(cell: &LockCell, owner_died: bool) -> Acquired {
   let token = cell.token.load(Ordering::Relaxed).wrapping_add(1);
   cell.token.store(token, Ordering::Relaxed);
   Acquired { token, owner_died }
+}
+
+/// Bump the wake counter and wake up to `count` sleepers.
+pub fn wake<E: WaitEnv>(cell: &LockCell, env: &E, count: i32) {
+  cell.wake.fetch_add(1, Ordering::SeqCst);
+  env.wake(&cell.wake, count);
 }
 
 /// The uncontended path: one CAS from FREE, nothing else. Never enters the kernel.
@@ -201,6 +221,7 @@ pub fn try_once<E: WaitEnv>(cell: &LockCell, me: u64, env: &E, probe: bool) -> O
 }
 
 /// Wait for the lock until `deadline` (none: forever) or until `cancelled()` says stop.
+/// Whoever sets what `cancelled` reads must then call [`wake`] so a sleeper notices at once.
 pub fn acquire<E: WaitEnv>(
   cell: &LockCell,
   me: u64,
@@ -211,24 +232,36 @@ pub fn acquire<E: WaitEnv>(
   // After sleeping once we cannot know whether others still sleep, so we take the lock with W
   // set and our release will wake one of them.
   let mut slept = false;
-  let mut next_probe: Option<Instant> = None;
+  // Liveness is not probed at first contention: almost always the holder is alive and lets go
+  // soon, and a probe costs system calls. It is probed once a sleep slice has passed without
+  // the lock changing hands, after a wake-up (which may be the death watch), and always before
+  // giving up at the deadline, so even a zero timeout takes over from a dead holder.
+  let mut probe_due: Option<Instant> = None;
+  // The holder we last slept on, and whether the wake counter moved while we slept. A wake-up
+  // with the same holder still holding is worth a probe (it may be the death watch); with a new
+  // holder it is not (whoever just took the lock is alive).
+  let mut slept_on: Option<u64> = None;
+  let mut woken = false;
   loop {
-    let cur = cell.word.load(Ordering::Relaxed);
-    let holder = holder_of(cur);
-
-    if holder.is_none() {
+    let cur = cell.word.load(Ordering::SeqCst);
+    let Some(holder) = holder_of(cur) else {
       let w = if slept { WAITERS } else { cur & WAITERS };
       if cas(&cell.word, cur, me | w, Ordering::Acquire).is_ok() {
         return Ok(granted(cell, cur & !WAITERS == ABANDONED));
       }
       continue;
+    };
+    if slept_on != Some(holder) {
+      slept_on = None;
+      probe_due = None;
+      woken = false;
     }
-    let holder = holder.unwrap_or_default();
 
-    // Probe before looking at the deadline, so that even a zero timeout (one try) takes over
-    // from a dead holder.
     let now = Instant::now();
-    if next_probe.is_none_or(|t| now >= t) {
+    let out_of_time = deadline.is_some_and(|d| now >= d);
+    if woken || out_of_time || probe_due.is_some_and(|t| now >= t) {
+      woken = false;
+      probe_due = None;
       if env.holder_is_dead(holder) {
         let w = if slept { WAITERS } else { cur & WAITERS };
         if cas(&cell.word, cur, me | w, Ordering::Acquire).is_ok() {
@@ -236,39 +269,39 @@ pub fn acquire<E: WaitEnv>(
         }
         continue;
       }
-      next_probe = Some(now + env.probe_interval());
     }
 
     if cancelled() {
       leave(cell, env, slept);
       return Err(Stop::Cancelled);
     }
-    if deadline.is_some_and(|d| now >= d) {
+    if out_of_time {
       leave(cell, env, slept);
       return Err(Stop::TimedOut);
     }
 
-    // Announce that we are going to sleep, then sleep only while the word still says so.
-    if cur & WAITERS == 0 && cas(&cell.word, cur, cur | WAITERS, Ordering::Relaxed).is_err() {
+    // Steps 1-4 of "Sleeping" above.
+    if cur & WAITERS == 0 && cas(&cell.word, cur, cur | WAITERS, Ordering::SeqCst).is_err() {
       continue;
     }
+    let seen = cell.wake.load(Ordering::SeqCst);
+    if cell.word.load(Ordering::SeqCst) != cur | WAITERS {
+      continue;
+    }
+    let slice = env.watch(holder);
+    slept_on = Some(holder);
+    let probe_at = *probe_due.get_or_insert(now + slice);
+    let wake_by = deadline.map_or(probe_at, |d| d.min(probe_at));
     slept = true;
-    let wake_by = match (deadline, next_probe) {
-      (Some(d), Some(p)) => Some(d.min(p)),
-      (d, p) => d.or(p),
-    };
-    env.wait(
-      &cell.word,
-      (cur | WAITERS) as u32,
-      wake_by.map(|t| t.saturating_duration_since(now)),
-    );
+    env.wait(&cell.wake, seen, Some(wake_by.saturating_duration_since(now)));
+    woken = cell.wake.load(Ordering::Relaxed) != seen;
   }
 }
 
 /// Leaving without the lock after having slept: pass on the wake-up we may have consumed.
 fn leave<E: WaitEnv>(cell: &LockCell, env: &E, slept: bool) {
   if slept {
-    env.wake(&cell.word, 1);
+    wake(cell, env, 1);
   }
 }
 
@@ -284,29 +317,29 @@ pub fn abandon<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotH
 
 fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
   // The common case first: our word without W, nobody waiting, nothing to wake.
-  let Err(mut cur) = cas(&cell.word, me, free_value, Ordering::Release) else {
+  let Err(mut cur) = cas(&cell.word, me, free_value, Ordering::SeqCst) else {
     return Ok(());
   };
   loop {
     if cur & !WAITERS != me {
       return Err(NotHeld);
     }
-    match cas(&cell.word, cur, free_value, Ordering::Release) {
+    match cas(&cell.word, cur, free_value, Ordering::SeqCst) {
       Ok(_) => break,
       // Only a waiter setting W can change our own word under us; retry with it.
       Err(actual) => cur = actual,
     }
   }
   if cur & WAITERS != 0 {
-    env.wake(&cell.word, 1);
+    wake(cell, env, 1);
   }
   Ok(())
 }
 
-/// Wake every sleeper of this lock (used to interrupt our own waiters on cancel; others re-check
-/// and sleep again).
+/// Wake every sleeper of this lock, so that a cancelled waiter notices now (the others check
+/// the word again and go back to sleep).
 pub fn wake_all<E: WaitEnv>(cell: &LockCell, env: &E) {
-  env.wake(&cell.word, i32::MAX);
+  wake(cell, env, i32::MAX);
 }
 
 #[cfg(all(test, not(loom)))]
@@ -314,7 +347,7 @@ mod tests {
   use super::*;
   use std::cell::Cell;
 
-  /// An environment with no sleeping: good for single-threaded state checks.
+  /// An environment with no real sleeping: good for single-threaded state checks.
   struct NoSleep {
     dead: Cell<Option<u64>>,
     wakes: Cell<u32>,
@@ -323,13 +356,13 @@ mod tests {
     fn holder_is_dead(&self, holder: u64) -> bool {
       self.dead.get() == Some(holder)
     }
-    fn probe_interval(&self) -> Duration {
+    fn watch(&self, _: u64) -> Duration {
       Duration::from_millis(1)
     }
-    fn wait(&self, _: &AtomicU64, _: u32, timeout: Option<Duration>) {
+    fn wait(&self, _: &AtomicU32, _: u32, timeout: Option<Duration>) {
       std::thread::sleep(timeout.unwrap_or(Duration::from_millis(1)));
     }
-    fn wake(&self, _: &AtomicU64, _: i32) {
+    fn wake(&self, _: &AtomicU32, _: i32) {
       self.wakes.set(self.wakes.get() + 1);
     }
   }
@@ -408,7 +441,7 @@ mod tests {
   }
 
   #[test]
-  fn waiter_bit_makes_release_wake() {
+  fn waiter_bit_makes_release_bump_and_wake() {
     let cell = LockCell::new();
     let e = env();
     let (a, b) = (handle_id(1, 1), handle_id(2, 1));
@@ -417,10 +450,15 @@ mod tests {
     let r = acquire(&cell, b, &e, Some(Instant::now() + Duration::from_millis(5)), &|| false);
     assert_eq!(r, Err(Stop::TimedOut));
     assert_eq!(cell.word.load(Ordering::Relaxed), a | WAITERS);
-    let before = e.wakes.get();
+    let (wakes, counter) = (e.wakes.get(), cell.wake.load(Ordering::Relaxed));
     release(&cell, a, &e).unwrap();
-    assert_eq!(e.wakes.get(), before + 1);
+    assert_eq!(e.wakes.get(), wakes + 1);
+    assert_eq!(cell.wake.load(Ordering::Relaxed), counter + 1, "the counter moves before the wake");
     assert_eq!(cell.word.load(Ordering::Relaxed), 0);
+    // Without W a release touches neither.
+    try_fast(&cell, a).unwrap();
+    release(&cell, a, &e).unwrap();
+    assert_eq!(e.wakes.get(), wakes + 1);
   }
 
   #[test]

@@ -49,8 +49,14 @@ mod imp {
   pub fn start_identity(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 1..];
-    // Fields after `comm` start at field 3 (state); starttime is field 22.
-    let ticks: u64 = after_comm.split_ascii_whitespace().nth(22 - 3)?.parse().ok()?;
+    let mut fields = after_comm.split_ascii_whitespace();
+    // Field 3 is the state. A zombie (or a dead task) has exited: its files, and so its
+    // liveness lock, are gone; only its parent has not collected it yet. It is not running.
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+      return None;
+    }
+    // Starttime is field 22, the 19th after the state.
+    let ticks: u64 = fields.nth(22 - 4)?.parse().ok()?;
     // Bit 47 keeps the identity nonzero; ticks never reach 2^47 (that is 44 million years).
     Some((boot_tag() << 48) | (1 << 47) | (ticks & ((1 << 47) - 1)))
   }
@@ -68,6 +74,10 @@ mod imp {
     }
     // SAFETY: proc_pidinfo filled all `size` bytes.
     let info = unsafe { info.assume_init() };
+    const SZOMB: u32 = 5; // <sys/proc.h>: exited, not yet collected by its parent
+    if info.pbi_status == SZOMB {
+      return None;
+    }
     Some(info.pbi_start_tvsec.wrapping_mul(1_000_000).wrapping_add(info.pbi_start_tvusec) | 1)
   }
 }
@@ -123,6 +133,21 @@ mod tests {
     assert_eq!(start_identity(me), Some(id));
     assert!(is_running(me, id));
     assert!(!is_running(me, id ^ 0x10));
+  }
+
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn a_zombie_is_not_running() {
+    let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+    let pid = child.id();
+    // Not reaped yet: wait until it has exited and is a zombie.
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(false, |s| !s.contains(") Z")) {
+      assert!(started.elapsed().as_secs() < 5);
+      std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(start_identity(pid), None);
+    child.wait().unwrap();
   }
 
   #[test]

@@ -26,8 +26,9 @@ pub struct OwnerInfo {
 }
 
 pub trait RawLock: Send + Sync {
-  /// One attempt, never waits. Takes the lock if free, abandoned, or held by a dead process.
-  fn try_lock(&self, description: &[u8]) -> Result<Option<Acquired>>;
+  /// One attempt, never waits. Takes the lock if free or abandoned, and, when `probe`, if its
+  /// holder's process is dead (which costs system calls when the lock is busy).
+  fn try_lock(&self, description: &[u8], probe: bool) -> Result<Option<Acquired>>;
   /// Wait until acquired, `deadline` passes, or `cancelled()` returns true.
   fn lock(
     &self,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::death_watch::{self, Watch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::liveness::Liveness;
 use crate::lock_dir::LockDir;
@@ -19,12 +20,16 @@ use crate::name::LockName;
 use crate::os_wait;
 use crate::raw_lock::{format_uuid, OwnerInfo, RawLock};
 use crate::slot_table::{Slot, SlotRef, SlotTable};
-use crate::sync::AtomicU64;
+use crate::sync::AtomicU32;
 
-/// How often a sleeping contender re-checks whether the holder died. A dead holder wakes
-/// nobody, so this bounds recovery latency; it does not delay hand-off on release, which is a
-/// direct wake-up.
+/// How often a sleeping contender re-checks whether the holder died when nothing will wake it
+/// on that death (no death watch: another OS, an old kernel, a holder in another pid
+/// namespace). This bounds recovery latency there; it never delays hand-off on release, which
+/// is a direct wake-up.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The re-check interval while the death watch covers the holder: only a safety net.
+pub const WATCHED_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything the shm backend keeps per lock directory in this process: the directory, our
 /// process registration, and the slot table. Lives for the rest of the process once opened.
@@ -106,28 +111,68 @@ impl ShmSpace {
   }
 }
 
-/// What the protocol needs, for one slot.
+/// What the protocol needs, for one slot (and the handle asking, for its liveness cache).
+/// Lives for one acquisition; holds its death-watch subscription, if any.
 struct SlotEnv<'a> {
   space: &'a ShmSpace,
   slot: &'a Slot,
+  handle: Option<&'a ShmLock>,
+  watching: std::cell::RefCell<Option<(u64, Watch)>>,
 }
 
 impl WaitEnv for SlotEnv<'_> {
   fn holder_is_dead(&self, holder: u64) -> bool {
-    self.space.liveness.holder_is_dead(holder, &self.slot.record, &self.space.dir)
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(h) = self.handle {
+      if h.alive_holder.load(Relaxed) == holder && mono_ns() < h.alive_until.load(Relaxed) {
+        return false;
+      }
+    }
+    let dead = self.space.liveness.holder_is_dead(holder, &self.slot.record, &self.space.dir);
+    if let (false, Some(h)) = (dead, self.handle) {
+      h.alive_until.store(mono_ns() + PROBE_INTERVAL.as_nanos() as u64, Relaxed);
+      h.alive_holder.store(holder, Relaxed);
+    }
+    dead
   }
-  fn probe_interval(&self) -> Duration {
-    PROBE_INTERVAL
+  fn watch(&self, holder: u64) -> Duration {
+    let mut watching = self.watching.borrow_mut();
+    if watching.as_ref().is_some_and(|(h, _)| *h == holder) {
+      return WATCHED_PROBE_INTERVAL;
+    }
+    *watching = None;
+    if pslot_of(holder) == self.space.liveness.me().pslot {
+      // A holder in this process ends its holds itself (release, close, or abandon when its
+      // environment goes away), and each of those wakes us.
+      return WATCHED_PROBE_INTERVAL;
+    }
+    let watch = self
+      .space
+      .liveness
+      .holder_process(holder)
+      .and_then(|(pid, identity)| death_watch::watch(pid, identity, &self.slot.cell.wake));
+    match watch {
+      Some(w) => {
+        *watching = Some((holder, w));
+        WATCHED_PROBE_INTERVAL
+      }
+      None => PROBE_INTERVAL,
+    }
   }
-  fn wait(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>) {
-    os_wait::wait(word, expected_low, timeout)
+  fn wait(&self, counter: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    os_wait::wait(counter, expected, timeout)
   }
-  fn wake(&self, word: &AtomicU64, count: i32) {
-    os_wait::wake(word, count)
+  fn wake(&self, counter: &AtomicU32, count: i32) {
+    os_wait::wake(counter, count)
   }
 }
 
 /// One handle on one shm lock.
+///
+/// `alive_holder`/`alive_until` remember the last holder this handle proved alive, for one
+/// `PROBE_INTERVAL`: a `tryAcquire` on a busy lock then costs a comparison instead of two
+/// system calls. It can only ever answer "alive", so it can never cause a takeover; it delays
+/// noticing a death by at most the same interval a sleeping waiter already has.
 pub struct ShmLock {
   space: Arc<ShmSpace>,
   /// Keeps the segment mapped; `slot` points into it.
@@ -137,6 +182,14 @@ pub struct ShmLock {
   uuid: [u8; 16],
   pid: u32,
   identity: u64,
+  alive_holder: std::sync::atomic::AtomicU64,
+  alive_until: std::sync::atomic::AtomicU64,
+}
+
+/// Monotonic nanoseconds since the first call in this process.
+fn mono_ns() -> u64 {
+  static START: OnceLock<Instant> = OnceLock::new();
+  START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 // SAFETY: `slot` points into a shared mapping kept alive by `_slot_ref`, accessed only through
@@ -159,6 +212,8 @@ impl ShmLock {
       uuid: *uuid::Uuid::new_v4().as_bytes(),
       pid,
       identity,
+      alive_holder: Default::default(),
+      alive_until: Default::default(),
     })
   }
 
@@ -172,6 +227,8 @@ impl ShmLock {
     SlotEnv {
       space: &self.space,
       slot: self.slot(),
+      handle: Some(self),
+      watching: Default::default(),
     }
   }
 
@@ -203,12 +260,12 @@ impl ShmLock {
 
 impl RawLock for ShmLock {
   #[inline]
-  fn try_lock(&self, description: &[u8]) -> Result<Option<Acquired>> {
+  fn try_lock(&self, description: &[u8], probe: bool) -> Result<Option<Acquired>> {
     let cell = &self.slot().cell;
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Some(self.granted(a, description)));
     }
-    Ok(lock_word::try_once(cell, self.me, &self.env(), true).map(|a| self.granted(a, description)))
+    Ok(lock_word::try_once(cell, self.me, &self.env(), probe).map(|a| self.granted(a, description)))
   }
 
   fn lock(

@@ -1,0 +1,203 @@
+//! Waking waiters when a holder's process exits, without polling anything.
+//!
+//! A waiter about to sleep on a lock held by another process subscribes to that process's exit.
+//! One thread per process (started on first use) sleeps in `epoll_wait` on a pidfd per watched
+//! process (`pidfd_open`, Linux 5.3+); a pidfd becomes readable when its process has exited, by
+//! any cause, after the kernel has closed its files (so its liveness lock is already released).
+//! The thread then bumps and wakes the wake counter of every lock that waiters watch that
+//! process for. The waiters decide through the liveness check (`liveness.rs`): the pidfd is
+//! only an alarm clock, never the verdict.
+//!
+//! A watched process keeps its pidfd in the epoll set until it dies, even when no waiter is
+//! subscribed at the moment: the next wait on the same holder then costs a hash lookup, not
+//! three system calls and a `/proc` read. The set is bounded by the live processes we waited on.
+//!
+//! Pid reuse: between reading a holder's pid from shared memory and `pidfd_open`, the holder may
+//! die and its pid be reused. So after opening, the pid's start identity is compared with the
+//! one the holder registered; if they differ the holder is already gone, no watch is made, and
+//! the waiter probes at once instead.
+//!
+//! Where there is no pidfd (other systems, old kernels, a holder in another pid namespace) no
+//! watch is made and waiters fall back to re-checking liveness every `PROBE_INTERVAL`.
+
+use crate::sync::AtomicU32;
+
+/// A subscription; dropping it unsubscribes. The counter it names must stay mapped while it
+/// lives.
+pub struct Watch {
+  #[cfg(target_os = "linux")]
+  id: u64,
+  #[cfg(target_os = "linux")]
+  pid: u32,
+}
+
+/// Have `counter` bumped and woken when process `pid` (started with `identity`) exits.
+pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Option<Watch> {
+  imp::watch(pid, identity, counter)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+  use std::collections::HashMap;
+  use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+  use std::sync::atomic::Ordering;
+  use std::sync::{Mutex, OnceLock};
+
+  use super::*;
+  use crate::{os_wait, process_info};
+
+  struct Watched {
+    pidfd: OwnedFd,
+    /// (subscription id, address of a wake counter in a shared mapping)
+    subscribers: Vec<(u64, usize)>,
+  }
+
+  struct Registry {
+    epoll: OwnedFd,
+    by_pid: HashMap<u32, Watched>,
+    next_id: u64,
+  }
+
+  fn registry() -> Option<&'static Mutex<Registry>> {
+    static REGISTRY: OnceLock<Option<Mutex<Registry>>> = OnceLock::new();
+    REGISTRY
+      .get_or_init(|| {
+        // SAFETY: plain syscall; the fd is owned right below.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+          return None;
+        }
+        // SAFETY: fresh descriptor we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let spawned = std::thread::Builder::new()
+          .name("proclock-death-watch".into())
+          .stack_size(64 * 1024)
+          .spawn(serve);
+        spawned.ok()?;
+        Some(Mutex::new(Registry {
+          epoll,
+          by_pid: HashMap::new(),
+          next_id: 1,
+        }))
+      })
+      .as_ref()
+  }
+
+  fn lock() -> Option<std::sync::MutexGuard<'static, Registry>> {
+    registry().map(|r| r.lock().unwrap_or_else(|p| p.into_inner()))
+  }
+
+  fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall (pidfds are close-on-exec); the fd is owned right below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+  }
+
+  pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Option<Watch> {
+    if pid == 0 || identity == 0 {
+      return None;
+    }
+    let mut reg = lock()?;
+    if !reg.by_pid.contains_key(&pid) {
+      let pidfd = pidfd_open(pid)?;
+      if process_info::start_identity(pid) != Some(identity) {
+        return None;
+      }
+      let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: u64::from(pid),
+      };
+      // SAFETY: valid epoll and pidfd descriptors, valid event pointer.
+      if unsafe { libc::epoll_ctl(reg.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, pidfd.as_raw_fd(), &mut ev) } != 0 {
+        return None;
+      }
+      reg.by_pid.insert(
+        pid,
+        Watched {
+          pidfd,
+          subscribers: Vec::new(),
+        },
+      );
+    }
+    let id = reg.next_id;
+    reg.next_id += 1;
+    reg
+      .by_pid
+      .get_mut(&pid)?
+      .subscribers
+      .push((id, counter as *const AtomicU32 as usize));
+    Some(Watch { id, pid })
+  }
+
+  impl Drop for Watch {
+    fn drop(&mut self) {
+      let Some(mut reg) = lock() else { return };
+      if let Some(w) = reg.by_pid.get_mut(&self.pid) {
+        w.subscribers.retain(|(id, _)| *id != self.id);
+      }
+    }
+  }
+
+  fn serve() {
+    let Some(registry) = registry() else { return };
+    let epoll = registry.lock().unwrap_or_else(|p| p.into_inner()).epoll.as_raw_fd();
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    loop {
+      // SAFETY: valid epoll descriptor (never closed) and event buffer.
+      let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1) };
+      if n < 0 {
+        continue; // EINTR
+      }
+      let mut reg = registry.lock().unwrap_or_else(|p| p.into_inner());
+      for ev in &events[..n as usize] {
+        let pid = ev.u64 as u32;
+        let Some(w) = reg.by_pid.remove(&pid) else { continue };
+        // SAFETY: valid descriptors.
+        unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, w.pidfd.as_raw_fd(), std::ptr::null_mut()) };
+        for (_, addr) in w.subscribers {
+          // SAFETY: a subscriber's counter stays mapped until its Watch is dropped, and dropping
+          // takes this same lock, which we hold.
+          let counter = unsafe { &*(addr as *const AtomicU32) };
+          counter.fetch_add(1, Ordering::SeqCst);
+          os_wait::wake(counter, i32::MAX);
+        }
+      }
+    }
+  }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+  use super::*;
+
+  pub fn watch(_pid: u32, _identity: u64, _counter: &AtomicU32) -> Option<Watch> {
+    None
+  }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+  use super::*;
+  use std::sync::atomic::Ordering;
+  use std::time::{Duration, Instant};
+
+  #[test]
+  fn a_dead_process_bumps_the_counter() {
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    let identity = crate::process_info::start_identity(pid).unwrap();
+    let counter = Box::new(AtomicU32::new(0));
+    assert!(watch(pid, identity ^ 0x10, &counter).is_none(), "a wrong identity is refused");
+    let w = watch(pid, identity, &counter).expect("watch");
+    assert_eq!(counter.load(Ordering::SeqCst), 0);
+    child.kill().unwrap();
+    let started = Instant::now();
+    while counter.load(Ordering::SeqCst) == 0 {
+      assert!(started.elapsed() < Duration::from_secs(5), "no wake within 5 s");
+      crate::os_wait::wait(&counter, 0, Some(Duration::from_millis(100)));
+    }
+    drop(w);
+    child.wait().unwrap();
+  }
+}
