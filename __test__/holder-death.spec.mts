@@ -40,6 +40,24 @@ test.serial(`a SIGKILLed holder's lock goes to the waiter (${ROUNDS} rounds)`, a
   lock.close()
 })
 
+test.serial('a holder that died before the waiter came (its process slot since reused) is taken over at once', async (t) => {
+  // A fresh directory: the holder registers first and gets process slot 0; after it is killed
+  // and reaped, this process registers there and reuses slot 0, so the dead holder's id names
+  // our own slot with an older sequence number.
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'early', then: 'hold' })
+  await holder.next('held')
+  holder.kill('SIGKILL')
+  await holder.exited
+  const lock = new Lock('early', { dir })
+  const started = performance.now()
+  await lock.acquire({ timeout: 5000 })
+  const took = performance.now() - started
+  t.true(lock.ownerDied)
+  t.true(took < 500, `took ${took.toFixed(1)} ms`)
+  lock.close()
+})
+
 test.serial('a holder that exits cleanly while holding has died holding', async (t) => {
   const dir = lockDir()
   const holder = start('holder', { dir, name: 'exit', then: 'exit' })

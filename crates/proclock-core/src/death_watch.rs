@@ -31,8 +31,18 @@ pub struct Watch {
   pid: u32,
 }
 
+/// What [`watch`] could do.
+pub enum Outcome {
+  /// The counter will be bumped when the process exits.
+  Watching(Watch),
+  /// The process has already exited (or its pid now belongs to another process).
+  Gone,
+  /// No watch is possible here; the caller must re-check on its own.
+  Unavailable,
+}
+
 /// Have `counter` bumped and woken when process `pid` (started with `identity`) exits.
-pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Option<Watch> {
+pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Outcome {
   imp::watch(pid, identity, counter)
 }
 
@@ -87,22 +97,29 @@ mod imp {
     registry().map(|r| r.lock().unwrap_or_else(|p| p.into_inner()))
   }
 
-  fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+  fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: plain syscall (pidfds are close-on-exec); the fd is owned right below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+      return Err(std::io::Error::last_os_error());
+    }
     // SAFETY: a fresh descriptor we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
   }
 
-  pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Option<Watch> {
+  pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Outcome {
     if pid == 0 || identity == 0 {
-      return None;
+      return Outcome::Unavailable;
     }
-    let mut reg = lock()?;
+    let Some(mut reg) = lock() else { return Outcome::Unavailable };
     if !reg.by_pid.contains_key(&pid) {
-      let pidfd = pidfd_open(pid)?;
+      let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Outcome::Gone,
+        Err(_) => return Outcome::Unavailable,
+      };
       if process_info::start_identity(pid) != Some(identity) {
-        return None;
+        return Outcome::Gone;
       }
       let mut ev = libc::epoll_event {
         events: libc::EPOLLIN as u32,
@@ -110,7 +127,7 @@ mod imp {
       };
       // SAFETY: valid epoll and pidfd descriptors, valid event pointer.
       if unsafe { libc::epoll_ctl(reg.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, pidfd.as_raw_fd(), &mut ev) } != 0 {
-        return None;
+        return Outcome::Unavailable;
       }
       reg.by_pid.insert(
         pid,
@@ -122,12 +139,11 @@ mod imp {
     }
     let id = reg.next_id;
     reg.next_id += 1;
-    reg
-      .by_pid
-      .get_mut(&pid)?
-      .subscribers
-      .push((id, counter as *const AtomicU32 as usize));
-    Some(Watch { id, pid })
+    let Some(watched) = reg.by_pid.get_mut(&pid) else {
+      return Outcome::Unavailable;
+    };
+    watched.subscribers.push((id, counter as *const AtomicU32 as usize));
+    Outcome::Watching(Watch { id, pid })
   }
 
   impl Drop for Watch {
@@ -171,8 +187,8 @@ mod imp {
 mod imp {
   use super::*;
 
-  pub fn watch(_pid: u32, _identity: u64, _counter: &AtomicU32) -> Option<Watch> {
-    None
+  pub fn watch(_pid: u32, _identity: u64, _counter: &AtomicU32) -> Outcome {
+    Outcome::Unavailable
   }
 }
 
@@ -188,8 +204,13 @@ mod tests {
     let pid = child.id();
     let identity = crate::process_info::start_identity(pid).unwrap();
     let counter = Box::new(AtomicU32::new(0));
-    assert!(watch(pid, identity ^ 0x10, &counter).is_none(), "a wrong identity is refused");
-    let w = watch(pid, identity, &counter).expect("watch");
+    assert!(
+      matches!(watch(pid, identity ^ 0x10, &counter), Outcome::Gone),
+      "a wrong identity is gone"
+    );
+    let Outcome::Watching(w) = watch(pid, identity, &counter) else {
+      panic!("no watch")
+    };
     assert_eq!(counter.load(Ordering::SeqCst), 0);
     child.kill().unwrap();
     let started = Instant::now();
@@ -199,5 +220,6 @@ mod tests {
     }
     drop(w);
     child.wait().unwrap();
+    assert!(matches!(watch(pid, identity, &counter), Outcome::Gone), "a reaped process is gone");
   }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::death_watch::{self, Watch};
+use crate::death_watch::{self, Outcome, Watch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::liveness::Liveness;
 use crate::lock_dir::LockDir;
@@ -141,22 +141,22 @@ impl WaitEnv for SlotEnv<'_> {
       return WATCHED_PROBE_INTERVAL;
     }
     *watching = None;
+    let Some((pid, identity)) = self.space.liveness.holder_process(holder) else {
+      // No longer its process slot's occupant: its process is gone. Probe now.
+      return Duration::ZERO;
+    };
     if pslot_of(holder) == self.space.liveness.me().pslot {
       // A holder in this process ends its holds itself (release, close, or abandon when its
       // environment goes away), and each of those wakes us.
       return WATCHED_PROBE_INTERVAL;
     }
-    let watch = self
-      .space
-      .liveness
-      .holder_process(holder)
-      .and_then(|(pid, identity)| death_watch::watch(pid, identity, &self.slot.cell.wake));
-    match watch {
-      Some(w) => {
+    match death_watch::watch(pid, identity, &self.slot.cell.wake) {
+      Outcome::Watching(w) => {
         *watching = Some((holder, w));
         WATCHED_PROBE_INTERVAL
       }
-      None => PROBE_INTERVAL,
+      Outcome::Gone => Duration::ZERO,
+      Outcome::Unavailable => PROBE_INTERVAL,
     }
   }
   fn wait(&self, counter: &AtomicU32, expected: u32, timeout: Option<Duration>) {
