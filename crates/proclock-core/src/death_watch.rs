@@ -32,6 +32,7 @@ pub struct Watch {
 }
 
 /// What [`watch`] could do.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub enum Outcome {
   /// The counter will be bumped when the process exits.
   Watching(Watch),

@@ -23,8 +23,9 @@ mod imp {
 
   pub fn wait(counter: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts = timeout.map(|d| libc::timespec {
-      tv_sec: d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
-      tv_nsec: d.subsec_nanos() as libc::c_long,
+      // `as _`: time_t is 32 or 64 bits depending on the libc; the clamp keeps it in range.
+      tv_sec: d.as_secs().min(i32::MAX as u64) as _,
+      tv_nsec: d.subsec_nanos() as _,
     });
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: a valid, aligned u32 inside a live mapping. EINTR, EAGAIN (already changed) and
