@@ -99,10 +99,12 @@ impl std::error::Error for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn corrupt(message: impl Into<String>) -> Error {
   Error::new(ErrorKind::Corrupt, message)
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn permission(message: impl Into<String>) -> Error {
   Error::new(ErrorKind::Permission, message)
 }

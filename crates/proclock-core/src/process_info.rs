@@ -150,6 +150,7 @@ mod tests {
     child.wait().unwrap();
   }
 
+  #[cfg(unix)]
   #[test]
   fn missing_process_has_no_identity() {
     // Spawn and reap a child: its pid is then free (until reused, which the loop tolerates).

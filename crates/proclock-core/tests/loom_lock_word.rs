@@ -1,0 +1,246 @@
+//! Model check of the lock-word protocol (`src/lock_word.rs`) with loom: every interleaving of
+//! a few contenders, under the C11 memory model, running the real protocol code.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p proclock-core --test loom_lock_word --release`
+//! (the test command does this). In a normal build this file is empty.
+//!
+//! The world is modelled as the real one behaves:
+//! - sleeping is a futex: "sleep while the counter equals what I read", emulated with a loom
+//!   mutex and condvar (the waker bumps the counter, then notifies under the mutex, so the
+//!   compare-and-sleep is atomic as in the kernel);
+//! - a contender that dies stops where it is; its hold stays in the word; the liveness check
+//!   then says "dead" for it, and the death watch bumps and wakes the lock's counter, as the
+//!   kernel and `death_watch.rs` do when a process exits.
+//!
+//! Checked: at most one holder at a time; every live contender gets the lock (a lost wake-up
+//! would leave one asleep forever, which loom reports as a deadlock); a takeover from a dead
+//! holder reports `owner_died`; tokens strictly increase in the order holds are granted.
+#![cfg(loom)]
+
+use std::time::Duration;
+
+use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+use proclock_core::lock_word::{self, handle_id, Acquired, LockCell, WaitEnv};
+
+struct World {
+  cell: LockCell,
+  futex: Mutex<()>,
+  sleepers: Condvar,
+  /// Bit per contender (by pslot): has died.
+  dead: AtomicU64,
+  /// Occupancy of the critical section.
+  inside: AtomicUsize,
+  /// Last token granted, to check they only grow.
+  last_token: AtomicU64,
+}
+
+impl World {
+  fn new() -> Arc<World> {
+    Arc::new(World {
+      cell: LockCell::new(),
+      futex: Mutex::new(()),
+      sleepers: Condvar::new(),
+      dead: AtomicU64::new(0),
+      inside: AtomicUsize::new(0),
+      last_token: AtomicU64::new(0),
+    })
+  }
+
+  fn enter(&self, got: Acquired) {
+    assert_eq!(self.inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+    let before = self.last_token.swap(got.token, Ordering::SeqCst);
+    assert!(got.token > before, "token {} after {}", got.token, before);
+  }
+
+  fn leave(&self) {
+    self.inside.fetch_sub(1, Ordering::SeqCst);
+  }
+
+  /// Contender `pslot` dies where it stands (holding, if it holds; `inside` if it was in the
+  /// critical section, which its death ends).
+  fn die(&self, pslot: u16, inside: bool) {
+    if inside {
+      self.leave();
+    }
+    self.dead.fetch_or(1 << pslot, Ordering::SeqCst);
+    // The death watch: bump, then wake.
+    lock_word::wake_all(&self.cell, self);
+  }
+}
+
+impl WaitEnv for World {
+  fn holder_is_dead(&self, holder: u64) -> bool {
+    self.dead.load(Ordering::SeqCst) & (1 << lock_word::pslot_of(holder)) != 0
+  }
+  fn watch(&self, holder: u64) -> Duration {
+    // As `death_watch.rs`: a holder already dead when the watch is made is reported at once
+    // ("gone": sleep zero, then probe); otherwise only its death (a wake-up) makes the sleeper
+    // probe. No timed polling in the model.
+    if self.holder_is_dead(holder) {
+      Duration::ZERO
+    } else {
+      Duration::from_secs(3600)
+    }
+  }
+  fn wait(&self, counter: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    if timeout.is_some_and(|t| t.is_zero()) {
+      return; // a zero timeout returns at once, as FUTEX_WAIT does
+    }
+    let guard = self.futex.lock().unwrap();
+    if counter.load(Ordering::SeqCst) == expected {
+      drop(self.sleepers.wait(guard).unwrap());
+    }
+  }
+  fn wake(&self, _counter: &AtomicU32, count: i32) {
+    let _guard = self.futex.lock().unwrap();
+    if count == 1 {
+      self.sleepers.notify_one();
+    } else {
+      self.sleepers.notify_all();
+    }
+  }
+}
+
+fn take(world: &World, me: u64) -> Acquired {
+  match lock_word::try_fast(&world.cell, me) {
+    Some(a) => a,
+    None => lock_word::acquire(&world.cell, me, world, None, &|| false).expect("no deadline, no cancel"),
+  }
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+  let mut b = loom::model::Builder::new();
+  b.preemption_bound = Some(std::env::var("LOOM_MAX_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(3));
+  b.check(f);
+}
+
+#[test]
+fn two_contenders_exclude_and_hand_off() {
+  model(|| {
+    let world = World::new();
+    let threads: Vec<_> = (1..=2u16)
+      .map(|p| {
+        let w = world.clone();
+        thread::spawn(move || {
+          let me = handle_id(p, 1);
+          for _ in 0..2 {
+            let got = take(&w, me);
+            assert!(!got.owner_died);
+            w.enter(got);
+            w.leave();
+            lock_word::release(&w.cell, me, &*w).unwrap();
+          }
+        })
+      })
+      .collect();
+    for t in threads {
+      t.join().unwrap();
+    }
+    assert_eq!(world.last_token.load(Ordering::SeqCst), 4);
+    assert_eq!(world.cell.word.load(Ordering::SeqCst) & !lock_word::WAITERS, 0);
+  });
+}
+
+#[test]
+fn three_contenders_no_lost_wakeup() {
+  model(|| {
+    let world = World::new();
+    let threads: Vec<_> = (1..=3u16)
+      .map(|p| {
+        let w = world.clone();
+        thread::spawn(move || {
+          let me = handle_id(p, 1);
+          let got = take(&w, me);
+          w.enter(got);
+          w.leave();
+          lock_word::release(&w.cell, me, &*w).unwrap();
+        })
+      })
+      .collect();
+    for t in threads {
+      t.join().unwrap();
+    }
+    assert_eq!(world.last_token.load(Ordering::SeqCst), 3);
+  });
+}
+
+#[test]
+fn a_holder_that_dies_is_taken_over_with_owner_died() {
+  model(|| {
+    let world = World::new();
+    let crasher = {
+      let w = world.clone();
+      thread::spawn(move || {
+        let me = handle_id(1, 1);
+        let got = take(&w, me);
+        w.enter(got);
+        // Dies holding: never releases.
+        w.die(1, true);
+      })
+    };
+    let survivor = {
+      let w = world.clone();
+      thread::spawn(move || {
+        let me = handle_id(2, 1);
+        let got = take(&w, me);
+        w.enter(got);
+        w.leave();
+        lock_word::release(&w.cell, me, &*w).unwrap();
+        got
+      })
+    };
+    crasher.join().unwrap();
+    let got = survivor.join().unwrap();
+    // Either the survivor went first (no death to report) or it took over from the dead holder.
+    assert_eq!(got.owner_died, got.token == 2);
+  });
+}
+
+#[test]
+fn a_waiter_that_dies_asleep_does_not_strand_the_others() {
+  model(|| {
+    let world = World::new();
+    let holder_id = handle_id(1, 1);
+    let got = take(&world, holder_id);
+    world.enter(got);
+    let sleeper = {
+      let w = world.clone();
+      thread::spawn(move || {
+        // Contends, announces itself (W) as a sleeper does, and dies there; or, if the lock
+        // was free, takes it and dies holding it.
+        let me = handle_id(2, 1);
+        let held = match lock_word::try_once(&w.cell, me, &*w, false) {
+          Some(got) => {
+            w.enter(got);
+            true
+          }
+          None => {
+            let cur = w.cell.word.load(Ordering::SeqCst);
+            let _ = w
+              .cell
+              .word
+              .compare_exchange(cur, cur | lock_word::WAITERS, Ordering::SeqCst, Ordering::SeqCst);
+            false
+          }
+        };
+        w.die(2, held);
+      })
+    };
+    let other = {
+      let w = world.clone();
+      thread::spawn(move || {
+        let me = handle_id(3, 1);
+        let got = take(&w, me);
+        w.enter(got);
+        w.leave();
+        lock_word::release(&w.cell, me, &*w).unwrap();
+      })
+    };
+    world.leave();
+    lock_word::release(&world.cell, holder_id, &*world).unwrap();
+    sleeper.join().unwrap();
+    other.join().unwrap();
+  });
+}
