@@ -72,6 +72,31 @@ test.serial('a holder that exits cleanly while holding has died holding', async 
   lock.close()
 })
 
+test.serial('a frozen holder (SIGSTOP) keeps its lock: waiters time out and never steal', async (t) => {
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'frozen', then: 'release' })
+  const held = await holder.next('held')
+  holder.kill('SIGSTOP')
+  const lock = new Lock('frozen', { dir })
+  try {
+    await t.throwsAsync(lock.acquire({ timeout: 300 }), { code: 'ELOCKTIMEOUT' })
+    t.throws(() => lock.acquireSync({ timeout: 100 }), { code: 'ELOCKTIMEOUT' })
+    t.false(lock.tryAcquire())
+    t.true(lock.owner()?.alive, 'a stopped process is alive')
+  } finally {
+    holder.kill('SIGCONT')
+  }
+  // Woken up, it still holds, and its release hands the lock on normally.
+  const waiting = lock.acquire({ timeout: 5000 })
+  holder.send({ type: 'release' })
+  await holder.next('released')
+  await waiting
+  t.false(lock.ownerDied)
+  t.true(lock.token! > (held.token as bigint))
+  holder.kill()
+  lock.close()
+})
+
 test.serial('a holder released normally does not report ownerDied', async (t) => {
   const dir = lockDir()
   const holder = start('holder', { dir, name: 'clean', then: 'release' })
