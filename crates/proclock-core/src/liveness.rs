@@ -66,6 +66,8 @@ pub struct ProcEntry {
   _reserved: [AtomicU64; 4],
 }
 
+const PROBE_FDS_KEPT: usize = 64;
+
 fn live_file_name(pslot: u16) -> String {
   format!("shm-live-{pslot}.lock")
 }
@@ -83,7 +85,8 @@ pub struct Registration {
 pub struct Liveness {
   procs: Segment,
   me: Registration,
-  /// Descriptors of other processes' liveness files, opened once and reused for probes.
+  /// Descriptors of other processes' liveness files, reused for probes (at most
+  /// `PROBE_FDS_KEPT`, so a long-lived process cannot collect one per slot it ever probed).
   probes: Mutex<HashMap<u16, File>>,
 }
 
@@ -166,8 +169,11 @@ impl Liveness {
   /// `None` could not tell.
   fn occupied(&self, pslot: u16, dir: &LockDir) -> Option<bool> {
     let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
-    if let std::collections::hash_map::Entry::Vacant(v) = probes.entry(pslot) {
-      v.insert(dir.open_or_create(&live_file_name(pslot)).ok()?);
+    if !probes.contains_key(&pslot) {
+      if probes.len() >= PROBE_FDS_KEPT {
+        probes.clear();
+      }
+      probes.insert(pslot, dir.open_or_create(&live_file_name(pslot)).ok()?);
     }
     let file = probes.get(&pslot)?;
     match file.try_lock_shared() {

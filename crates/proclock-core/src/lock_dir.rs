@@ -19,6 +19,10 @@
 //! - Files that must appear fully formed (shared segments) are built under a temporary name and
 //!   renamed into place while holding the directory lock, so a creator killed half-way leaves
 //!   only a temporary file, never a half-initialised segment under the real name.
+//! - Every process holds a shared `flock` on the directory itself while it uses it. Age-based
+//!   temp cleaners (`systemd-tmpfiles` empties `/tmp` entries untouched for 10 days) skip a
+//!   directory they cannot lock exclusively; deleting segments under running processes would
+//!   split every lock in two. The kernel drops the flock when the process dies.
 //!
 //! Windows: the default is under the per-user `%TEMP%`; names are opened with
 //! `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are refused. ACLs are inherited from the

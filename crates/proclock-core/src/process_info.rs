@@ -142,7 +142,7 @@ mod tests {
     let pid = child.id();
     // Not reaped yet: wait until it has exited and is a zombie.
     let started = std::time::Instant::now();
-    while std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(false, |s| !s.contains(") Z")) {
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
       assert!(started.elapsed().as_secs() < 5);
       std::thread::sleep(std::time::Duration::from_millis(1));
     }

@@ -15,7 +15,7 @@ use crate::death_watch::{self, Outcome, Watch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::liveness::Liveness;
 use crate::lock_dir::LockDir;
-use crate::lock_word::{self, handle_id, holder_of, pslot_of, seq_of, Acquired, Stop, WaitEnv};
+use crate::lock_word::{self, handle_id, holder_of, pslot_of, Acquired, Stop, WaitEnv};
 use crate::name::LockName;
 use crate::os_wait;
 use crate::raw_lock::{format_uuid, OwnerInfo, RawLock};
@@ -90,24 +90,6 @@ impl ShmSpace {
         alive,
       },
     })
-  }
-
-  /// Every shm lock that exists in this directory, with its holder.
-  pub fn list(&self) -> Result<Vec<(String, Option<OwnerInfo>)>> {
-    Ok(
-      self
-        .table
-        .all(&self.dir)?
-        .into_iter()
-        .map(|(name, r)| (name, self.owner_of(r.slot())))
-        .collect(),
-    )
-  }
-
-  /// The holder of `name` without creating anything.
-  pub fn inspect(&self, name: &str) -> Result<Option<OwnerInfo>> {
-    let name = LockName::new(name)?;
-    Ok(self.table.find(&self.dir, &name)?.and_then(|r| self.owner_of(r.slot())))
   }
 }
 
@@ -250,11 +232,6 @@ impl ShmLock {
   /// The handle id (for tests and diagnostics).
   pub fn id(&self) -> u64 {
     self.me
-  }
-
-  /// Process slot and sequence of this handle's id.
-  pub fn id_parts(&self) -> (u16, u64) {
-    (pslot_of(self.me), seq_of(self.me))
   }
 }
 
