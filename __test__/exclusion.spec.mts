@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
+import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import { Lock } from 'proclock'
 import { lockDir, start } from './helpers/procs.mjs'
@@ -131,5 +132,5 @@ test('the main thread and a worker thread exclude each other', async (t) => {
 
 function packageEntry(): string {
   // The CommonJS entry of this package, for eval'd worker code.
-  return new URL('../../dist/index.js', import.meta.url).pathname
+  return fileURLToPath(new URL('../../dist/index.js', import.meta.url))
 }

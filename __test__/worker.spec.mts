@@ -1,11 +1,12 @@
 // Worker threads: each handle is its own owner, and a worker terminated while holding (or while
 // waiting) never leaves the lock held forever: a terminated holder has died holding.
 import { Worker } from 'node:worker_threads'
+import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import { Lock } from 'proclock'
 import { lockDir, sleep } from './helpers/procs.mjs'
 
-const entry = new URL('../../dist/index.js', import.meta.url).pathname
+const entry = fileURLToPath(new URL('../../dist/index.js', import.meta.url))
 
 function worker(source: string, data: Record<string, unknown>): Worker {
   return new Worker(`const { Lock } = require(${JSON.stringify(entry)});\n${source}`, { eval: true, workerData: data })

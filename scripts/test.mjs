@@ -10,7 +10,9 @@ import { spawn } from 'node:child_process'
 
 function run(cmd, args, { capture = false, env } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'], env: env ? { ...process.env, ...env } : process.env })
+    // Windows: npm and npx are .cmd scripts, which Node only spawns through a shell.
+    const shell = process.platform === 'win32'
+    const child = spawn(cmd, args, { stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'], env: env ? { ...process.env, ...env } : process.env, shell })
     let out = ''
     child.stdout?.on('data', (chunk) => {
       out += chunk

@@ -3,10 +3,11 @@
 // held locks) instead of two diverging copies.
 import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
 const dist = new URL('../dist/', import.meta.url)
-const cjs = require(new URL('index.js', dist).pathname)
+const cjs = require(fileURLToPath(new URL('index.js', dist)))
 const names = Object.keys(cjs).filter((n) => n !== '__esModule' && n !== 'default').sort()
 writeFileSync(
   new URL('index.mjs', dist),

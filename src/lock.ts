@@ -2,7 +2,7 @@
 // AbortSignal around the native handle. Every lock rule (exclusion, reentrancy, takeover,
 // tokens) is the core's; this file only translates.
 
-import { NativeLock, type NativeFailure, type NativeOwner } from './binding.cjs'
+import { NativeLock, type NativeFailure } from './binding.cjs'
 import { abortError, fromNative, LockClosedError, LockNotHeldError, LockTimeoutError } from './errors'
 import {
   type AcquireOptions,
@@ -47,10 +47,6 @@ function native<T>(call: () => T): T {
   } catch (error) {
     throw fromNative(error)
   }
-}
-
-function toOwner(o: NativeOwner | null): OwnerInfo | null {
-  return o === null ? null : { pid: o.pid, uuid: o.uuid, description: o.description, since: o.since, token: o.token, alive: o.alive }
 }
 
 export class Lock implements Disposable, AsyncDisposable {
@@ -205,7 +201,8 @@ export class Lock implements Disposable, AsyncDisposable {
 
   /** The current holder, or null if the lock is free. */
   owner(): OwnerInfo | null {
-    return toOwner(native(() => this.#native.owner()))
+    // The native object has exactly OwnerInfo's fields.
+    return native(() => this.#native.owner())
   }
 
   /** Release if held, reject a pending acquire with LockClosedError; idempotent. */

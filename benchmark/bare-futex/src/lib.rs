@@ -3,6 +3,9 @@
 //! with waiters), no owner record, no fencing token, no crash recovery (a holder that dies
 //! wedges it forever). It is called exactly like proclock's hot path (a Node-API function whose
 //! callback data is the lock), so a ratio against it measures what proclock does on top.
+//!
+//! Linux only (it is the futex the floor is about); elsewhere the crate is empty.
+#![cfg(target_os = "linux")]
 
 use std::ffi::c_void;
 use std::ptr;

@@ -101,34 +101,34 @@ unsafe extern "C" fn try_acquire(env: sys::napi_env, info: sys::napi_callback_in
   }
 }
 
-unsafe extern "C" fn try_acquire_described(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-  // SAFETY: as above.
+/// The shared body of the calls that take an optional description.
+unsafe fn with_description(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+  call: impl FnOnce(&Handle, Option<&str>) -> proclock_core::Result<bool>,
+) -> sys::napi_value {
+  // SAFETY: called by Node-API on the JS thread with a valid env and info.
   unsafe {
     let (handle, arg) = call_info(env, info);
     let description = match optional_string(env, arg) {
       Ok(d) => d,
       Err(e) => return throw(env, &e),
     };
-    match handle.try_acquire(description.as_deref()) {
+    match call(handle, description.as_deref()) {
       Ok(acquired) => boolean(env, acquired),
       Err(e) => throw(env, &e),
     }
   }
 }
 
+unsafe extern "C" fn try_acquire_described(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  // SAFETY: as above.
+  unsafe { with_description(env, info, |h, d| h.try_acquire(d)) }
+}
+
 unsafe extern "C" fn try_uncontended(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: as above.
-  unsafe {
-    let (handle, arg) = call_info(env, info);
-    let description = match optional_string(env, arg) {
-      Ok(d) => d,
-      Err(e) => return throw(env, &e),
-    };
-    match handle.try_acquire_uncontended(description.as_deref()) {
-      Ok(acquired) => boolean(env, acquired),
-      Err(e) => throw(env, &e),
-    }
-  }
+  unsafe { with_description(env, info, |h, d| h.try_acquire_uncontended(d)) }
 }
 
 unsafe extern "C" fn release(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {

@@ -110,6 +110,15 @@ fn take(world: &World, me: u64) -> Acquired {
   }
 }
 
+/// One full turn of contender `me`: acquire (waiting if need be), the critical section, release.
+fn turn(world: &World, me: u64) -> Acquired {
+  let got = take(world, me);
+  world.enter(got);
+  world.leave();
+  lock_word::release(&world.cell, me, world).unwrap();
+  got
+}
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
   let mut b = loom::model::Builder::new();
   b.preemption_bound = Some(std::env::var("LOOM_MAX_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(3));
@@ -124,13 +133,8 @@ fn two_contenders_exclude_and_hand_off() {
       .map(|p| {
         let w = world.clone();
         thread::spawn(move || {
-          let me = handle_id(p, 1);
           for _ in 0..2 {
-            let got = take(&w, me);
-            assert!(!got.owner_died);
-            w.enter(got);
-            w.leave();
-            lock_word::release(&w.cell, me, &*w).unwrap();
+            assert!(!turn(&w, handle_id(p, 1)).owner_died);
           }
         })
       })
@@ -151,11 +155,7 @@ fn three_contenders_no_lost_wakeup() {
       .map(|p| {
         let w = world.clone();
         thread::spawn(move || {
-          let me = handle_id(p, 1);
-          let got = take(&w, me);
-          w.enter(got);
-          w.leave();
-          lock_word::release(&w.cell, me, &*w).unwrap();
+          turn(&w, handle_id(p, 1));
         })
       })
       .collect();
@@ -182,14 +182,7 @@ fn a_holder_that_dies_is_taken_over_with_owner_died() {
     };
     let survivor = {
       let w = world.clone();
-      thread::spawn(move || {
-        let me = handle_id(2, 1);
-        let got = take(&w, me);
-        w.enter(got);
-        w.leave();
-        lock_word::release(&w.cell, me, &*w).unwrap();
-        got
-      })
+      thread::spawn(move || turn(&w, handle_id(2, 1)))
     };
     crasher.join().unwrap();
     let got = survivor.join().unwrap();
@@ -231,11 +224,7 @@ fn a_waiter_that_dies_asleep_does_not_strand_the_others() {
     let other = {
       let w = world.clone();
       thread::spawn(move || {
-        let me = handle_id(3, 1);
-        let got = take(&w, me);
-        w.enter(got);
-        w.leave();
-        lock_word::release(&w.cell, me, &*w).unwrap();
+        turn(&w, handle_id(3, 1));
       })
     };
     world.leave();
