@@ -1,0 +1,46 @@
+// What proclock refuses, and how it says so: a shared segment it did not write is reported
+// (LockCorruptError) and never reset; a lock directory that is a symlink or open to other
+// users is refused (LockPermissionError). The full security suite comes with the lock
+// directory work; these check that the refusals reach JavaScript with their class and code.
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+import { Lock, LockCorruptError, LockPermissionError, ProcLockError } from 'proclock'
+import { lockDir } from './helpers/procs.mjs'
+
+const posix = process.platform !== 'win32'
+
+test('a lock table that proclock did not write is reported, not reset', (t) => {
+  const dir = lockDir()
+  // Another process creates the directory and the tables (this one must open them fresh:
+  // a segment is validated when a process maps it).
+  const entry = fileURLToPath(new URL('../../dist/index.js', import.meta.url))
+  execFileSync(process.execPath, ['-e', `new (require(${JSON.stringify(entry)}).Lock)('warm-up', { dir: ${JSON.stringify(dir)} }).close()`])
+  const table = join(dir, 'shm-locks-0.seg')
+  const garbage = Buffer.alloc(readFileSync(table).length, 0xab)
+  writeFileSync(table, garbage)
+  const error = t.throws(() => new Lock('x', { dir }), { instanceOf: LockCorruptError })
+  t.is(error?.code, 'ELOCKCORRUPT')
+  t.true(error instanceof ProcLockError)
+  t.regex(error!.message, /shm-locks-0\.seg/)
+  t.true(readFileSync(table).equals(garbage), 'the file was left as it was')
+})
+
+;(posix ? test : test.skip)('a lock directory that is a symlink or world-writable is refused', (t) => {
+  const base = dirname(lockDir())
+  const real = join(base, 'real')
+  mkdirSync(real, { mode: 0o700 })
+  const link = join(base, 'link')
+  symlinkSync(real, link)
+  const e1 = t.throws(() => new Lock('x', { dir: link }), { instanceOf: LockPermissionError })
+  t.is(e1?.code, 'ELOCKPERM')
+  t.regex(e1!.message, /symlink/)
+
+  const open = join(base, 'open')
+  mkdirSync(open)
+  chmodSync(open, 0o777)
+  const e2 = t.throws(() => new Lock('x', { dir: open }), { instanceOf: LockPermissionError })
+  t.regex(e2!.message, /other users/)
+})
