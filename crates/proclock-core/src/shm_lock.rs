@@ -40,25 +40,42 @@ pub struct ShmSpace {
 }
 
 impl ShmSpace {
-  /// The space of `dir` (or the default directory), opened once per process.
+  /// The space of `dir` (or the default directory), opened once per process. Looked up first by
+  /// the directory as asked for (no system call on the hot path of `new Lock()`), then by its
+  /// canonical path, so that two spellings of one directory share one space.
   pub fn get(dir: Option<&Path>) -> Result<Arc<ShmSpace>> {
-    static SPACES: OnceLock<Mutex<HashMap<PathBuf, Arc<ShmSpace>>>> = OnceLock::new();
-    let lock_dir = LockDir::resolve(dir)?;
-    let key = std::fs::canonicalize(lock_dir.path()).unwrap_or_else(|_| lock_dir.path().to_path_buf());
-    let mut spaces = SPACES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(space) = spaces.get(&key) {
-      // After a fork the child is a different process and must register on its own.
-      if space.liveness.me().pid == crate::process_info::current_pid() {
-        return Ok(space.clone());
-      }
+    #[derive(Default)]
+    struct Spaces {
+      by_request: HashMap<Option<PathBuf>, Arc<ShmSpace>>,
+      by_canonical: HashMap<PathBuf, Arc<ShmSpace>>,
     }
-    let liveness = Liveness::register(&lock_dir)?;
-    let space = Arc::new(ShmSpace {
-      dir: lock_dir,
-      liveness,
-      table: SlotTable::new(),
-    });
-    spaces.insert(key, space.clone());
+    static SPACES: OnceLock<Mutex<Spaces>> = OnceLock::new();
+    let request = match dir {
+      Some(d) => Some(d.to_path_buf()),
+      None => std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from),
+    };
+    let pid = crate::process_info::current_pid();
+    let mut spaces = SPACES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    // After a fork the child is a different process and must register on its own.
+    if let Some(space) = spaces.by_request.get(&request).filter(|s| s.liveness.me().pid == pid) {
+      return Ok(space.clone());
+    }
+    let lock_dir = LockDir::resolve(request.as_deref())?;
+    let canonical = std::fs::canonicalize(lock_dir.path()).unwrap_or_else(|_| lock_dir.path().to_path_buf());
+    let space = match spaces.by_canonical.get(&canonical).filter(|s| s.liveness.me().pid == pid) {
+      Some(space) => space.clone(),
+      None => {
+        let liveness = Liveness::register(&lock_dir)?;
+        let space = Arc::new(ShmSpace {
+          dir: lock_dir,
+          liveness,
+          table: SlotTable::new(),
+        });
+        spaces.by_canonical.insert(canonical, space.clone());
+        space
+      }
+    };
+    spaces.by_request.insert(request, space.clone());
     Ok(space)
   }
 
