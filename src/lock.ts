@@ -37,10 +37,6 @@ export interface Hold extends Disposable, AsyncDisposable {
   release(): void
 }
 
-// A hold does not end when its Lock object is garbage-collected: the native side keeps it
-// until release, close, or the end of the process or worker.
-
-
 function native<T>(call: () => T): T {
   try {
     return call()
@@ -49,6 +45,11 @@ function native<T>(call: () => T): T {
   }
 }
 
+/**
+ * A handle on the lock `name`: every process or thread that opens the same name (in the same lock
+ * directory) gets the same lock. A hold does not end when its Lock object is garbage-collected:
+ * it lasts until release, close, or the end of its process or worker.
+ */
 export class Lock implements Disposable, AsyncDisposable {
   readonly name: string
   readonly backend: Backend
