@@ -58,6 +58,30 @@ test.serial('a holder that died before the waiter came (its process slot since r
   lock.close()
 })
 
+test.serial('a holder killed just after a failed tryAcquire is still taken over at once', async (t) => {
+  // tryAcquire() proves the holder alive (and remembers it for a few ms); the death-watch wake
+  // that follows the kill must get a fresh answer, not that memory.
+  const dir = lockDir()
+  const lock = new Lock('tried', { dir })
+  const took: number[] = []
+  for (let round = 0; round < 5; round++) {
+    const holder = start('holder', { dir, name: 'tried', then: 'hold' })
+    await holder.next('held')
+    t.false(lock.tryAcquire())
+    const waiting = lock.acquire({ timeout: 5000 })
+    await sleep(2)
+    const killed = performance.now()
+    holder.kill('SIGKILL')
+    await waiting
+    took.push(performance.now() - killed)
+    t.true(lock.ownerDied)
+    lock.release()
+    await holder.exited
+  }
+  t.true(Math.max(...took) < 500, `took ${took.map((ms) => ms.toFixed(1)).join(', ')} ms`)
+  lock.close()
+})
+
 test.serial('a holder that exits cleanly while holding has died holding', async (t) => {
   const dir = lockDir()
   const holder = start('holder', { dir, name: 'exit', then: 'exit' })

@@ -168,10 +168,11 @@ impl WaitEnv for SlotEnv<'_> {
 
 /// One handle on one shm lock.
 ///
-/// `alive_holder`/`alive_until` remember the last holder this handle proved alive, for one
-/// `PROBE_INTERVAL`: a `tryAcquire` on a busy lock then costs a comparison instead of two
-/// system calls. It can only ever answer "alive", so it can never cause a takeover; it delays
-/// noticing a death by at most the same interval a sleeping waiter already has.
+/// `alive_holder`/`alive_until` remember the last holder this handle's `try_lock` proved alive,
+/// for one `PROBE_INTERVAL`: a `tryAcquire` on a busy lock then costs a comparison instead of
+/// two system calls. It can only ever answer "alive", so it can never cause a takeover; it
+/// delays a single try's noticing a death by at most that interval. A blocking wait never
+/// consults it: a wake-up from the death watch must be answered by a real probe.
 pub struct ShmLock {
   space: Arc<ShmSpace>,
   /// Keeps the segment mapped; `slot` points into it.
@@ -222,11 +223,13 @@ impl ShmLock {
     unsafe { &*self.slot }
   }
 
-  fn env(&self) -> SlotEnv<'_> {
+  /// The protocol's environment; `cache` lets liveness answers come from the handle's cache
+  /// (single tries only).
+  fn env(&self, cache: bool) -> SlotEnv<'_> {
     SlotEnv {
       space: &self.space,
       slot: self.slot(),
-      handle: Some(self),
+      handle: cache.then_some(self),
       watching: Default::default(),
     }
   }
@@ -259,7 +262,7 @@ impl RawLock for ShmLock {
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Some(self.granted(a, description)));
     }
-    Ok(lock_word::try_once(cell, self.me, &self.env(), probe).map(|a| self.granted(a, description)))
+    Ok(lock_word::try_once(cell, self.me, &self.env(true), probe).map(|a| self.granted(a, description)))
   }
 
   fn lock(
@@ -272,19 +275,19 @@ impl RawLock for ShmLock {
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Ok(self.granted(a, description)));
     }
-    Ok(lock_word::acquire(cell, self.me, &self.env(), deadline, cancelled).map(|a| self.granted(a, description)))
+    Ok(lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled).map(|a| self.granted(a, description)))
   }
 
   fn unlock(&self) -> Result<()> {
-    lock_word::release(&self.slot().cell, self.me, &self.env()).map_err(|_| not_held())
+    lock_word::release(&self.slot().cell, self.me, &self.env(false)).map_err(|_| not_held())
   }
 
   fn abandon(&self) -> Result<()> {
-    lock_word::abandon(&self.slot().cell, self.me, &self.env()).map_err(|_| not_held())
+    lock_word::abandon(&self.slot().cell, self.me, &self.env(false)).map_err(|_| not_held())
   }
 
   fn interrupt(&self) {
-    lock_word::wake_all(&self.slot().cell, &self.env());
+    lock_word::wake_all(&self.slot().cell, &self.env(false));
   }
 
   fn is_locked(&self) -> Result<bool> {
