@@ -1,5 +1,7 @@
 // A holder that dies (SIGKILL, clean exit, with a child outliving it) frees its lock for the
 // next holder, which is told ownerDied and gets a larger token.
+import { closeSync, openSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
 import test from 'ava'
 import { Lock } from 'proclock'
 import { lockDir, percentile, sleep, start } from './helpers/procs.mjs'
@@ -79,6 +81,34 @@ test.serial('a holder killed just after a failed tryAcquire is still taken over 
     await holder.exited
   }
   t.true(Math.max(...took) < 500, `took ${took.map((ms) => ms.toFixed(1)).join(', ')} ms`)
+  lock.close()
+})
+
+test.serial('a live holder whose process cannot be watched is re-checked on a timer, not in a spin', async (t) => {
+  // The holder registers first in a fresh directory (process slot 0). Its recorded start
+  // identity is then damaged, so the death watch reports it gone, while its liveness lock
+  // still says alive (as for a holder in another pid namespace). The waiter must neither steal
+  // nor spin between the two answers.
+  const dir = lockDir()
+  const holder = start('holder', { dir, name: 'unwatchable', then: 'release' })
+  await holder.next('held')
+  const procs = openSync(join(dir, 'shm-procs.seg'), 'r+')
+  const IDENTITY = 4096 + 0 * 64 + 24 // header, slot 0, field `identity`
+  writeSync(procs, Buffer.from([0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1]), 0, 8, IDENTITY)
+  closeSync(procs)
+  const lock = new Lock('unwatchable', { dir })
+  const cpu = process.cpuUsage()
+  await t.throwsAsync(lock.acquire({ timeout: 500 }), { code: 'ELOCKTIMEOUT' })
+  const used = process.cpuUsage(cpu)
+  const cpuMs = (used.user + used.system) / 1000
+  // Sleeping costs a few ms of CPU here; spinning between the two answers costs a third of a core.
+  t.true(cpuMs < 50, `${cpuMs.toFixed(0)} ms of CPU during a 500 ms wait`)
+  t.false(lock.ownerDied)
+  holder.send({ type: 'release' })
+  await holder.next('released')
+  await lock.acquire({ timeout: 5000 })
+  t.false(lock.ownerDied, 'a live holder was never treated as dead')
+  holder.kill()
   lock.close()
 })
 

@@ -5,6 +5,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import test from 'ava'
 
 export function fixture(name: string): string {
   return fileURLToPath(new URL(`../fixtures/${name}.mjs`, import.meta.url))
@@ -29,6 +30,16 @@ export interface Child {
   kill(signal?: NodeJS.Signals): void
 }
 
+// Every fixture still running once a file's tests are done is killed: a test that fails before
+// killing its holder must not leave it alive, keeping this process up (its IPC channel) and
+// ava's pipes open (it inherited our stdout and stderr), which would make the run wait forever.
+const running = new Set<ChildProcess>()
+function killAll(): void {
+  for (const child of running) child.kill('SIGKILL')
+}
+test.after.always(killAll)
+process.on('exit', killAll)
+
 /** Fork fixture `name` with `args` (JSON in argv[2]). */
 export function start(name: string, args: Record<string, unknown>, env: Record<string, string> = {}): Child {
   const proc = fork(fixture(name), [JSON.stringify(args)], {
@@ -36,6 +47,8 @@ export function start(name: string, args: Record<string, unknown>, env: Record<s
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
+  running.add(proc)
+  proc.on('exit', () => running.delete(proc))
   const queue: Message[] = []
   const waiters: Array<(m: Message | null) => void> = []
   proc.on('message', (m: Message) => {

@@ -110,13 +110,24 @@ impl ShmSpace {
   }
 }
 
+/// What a waiter knows about the holder it is about to sleep on.
+#[derive(Default)]
+enum Watching {
+  #[default]
+  Nothing,
+  /// Its process's death will bump the wake counter (until `_watch` is dropped).
+  Subscribed { holder: u64, _watch: Watch },
+  /// Reported gone (so probed at once) once already.
+  ToldGone(u64),
+}
+
 /// What the protocol needs, for one slot (and the handle asking, for its liveness cache).
 /// Lives for one acquisition; holds its death-watch subscription, if any.
 struct SlotEnv<'a> {
   space: &'a ShmSpace,
   slot: &'a Slot,
   handle: Option<&'a ShmLock>,
-  watching: std::cell::RefCell<Option<(u64, Watch)>>,
+  watching: std::cell::RefCell<Watching>,
 }
 
 impl WaitEnv for SlotEnv<'_> {
@@ -136,13 +147,20 @@ impl WaitEnv for SlotEnv<'_> {
   }
   fn watch(&self, holder: u64) -> Duration {
     let mut watching = self.watching.borrow_mut();
-    if watching.as_ref().is_some_and(|(h, _)| *h == holder) {
-      return WATCHED_PROBE_INTERVAL;
+    match &*watching {
+      Watching::Subscribed { holder: h, .. } if *h == holder => return WATCHED_PROBE_INTERVAL,
+      // Told "gone" once and then found alive by the probe (a holder in another pid namespace,
+      // or a liveness file deleted under a live holder): re-check on the timer, never spin.
+      Watching::ToldGone(h) if *h == holder => return PROBE_INTERVAL,
+      _ => *watching = Watching::Nothing,
     }
-    *watching = None;
+    let gone = |watching: &mut Watching| {
+      *watching = Watching::ToldGone(holder);
+      Duration::ZERO
+    };
     let Some((pid, identity)) = self.space.liveness.holder_process(holder) else {
       // No longer its process slot's occupant: its process is gone. Probe now.
-      return Duration::ZERO;
+      return gone(&mut watching);
     };
     if pslot_of(holder) == self.space.liveness.me().pslot {
       // A holder in this process ends its holds itself (release, close, or abandon when its
@@ -151,10 +169,10 @@ impl WaitEnv for SlotEnv<'_> {
     }
     match death_watch::watch(pid, identity, &self.slot.cell.wake) {
       Outcome::Watching(w) => {
-        *watching = Some((holder, w));
+        *watching = Watching::Subscribed { holder, _watch: w };
         WATCHED_PROBE_INTERVAL
       }
-      Outcome::Gone => Duration::ZERO,
+      Outcome::Gone => gone(&mut watching),
       Outcome::Unavailable => PROBE_INTERVAL,
     }
   }
