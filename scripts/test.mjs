@@ -8,17 +8,49 @@
 // Exits non-zero if anything failed, if a run could not be parsed, or if no test ran at all.
 import { spawn } from 'node:child_process'
 
-function run(cmd, args, { capture = false, env } = {}) {
+// A step that runs longer than its limit is killed, with everything it started, and counted
+// as failed: a run must end with its summary line, never hang until CI's own timeout. Each step
+// runs in a process group of its own (POSIX) so that the whole tree can be killed; Ctrl-C and
+// SIGTERM are passed on to it.
+const posix = process.platform !== 'win32'
+const groups = new Set()
+const killGroup = (child) => {
+  try {
+    if (posix) process.kill(-child.pid, 'SIGKILL')
+    else child.kill('SIGKILL')
+  } catch {}
+}
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    for (const child of groups) killGroup(child)
+    process.exit(130)
+  })
+}
+
+function run(cmd, args, { capture = false, env, limitMinutes = 30 } = {}) {
   return new Promise((resolve) => {
     // Windows: npm and npx are .cmd scripts, which Node only spawns through a shell.
-    const shell = process.platform === 'win32'
-    const child = spawn(cmd, args, { stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'], env: env ? { ...process.env, ...env } : process.env, shell })
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'],
+      env: env ? { ...process.env, ...env } : process.env,
+      shell: !posix,
+      detached: posix,
+    })
+    groups.add(child)
     let out = ''
     child.stdout?.on('data', (chunk) => {
       out += chunk
       process.stdout.write(chunk)
     })
-    child.on('close', (code, signal) => resolve({ code: code ?? 1, signal, out }))
+    const watchdog = setTimeout(() => {
+      console.error(`\n${cmd} ${args.join(' ')}: still running after ${limitMinutes} minutes, killed`)
+      killGroup(child)
+    }, limitMinutes * 60_000)
+    child.on('close', (code, signal) => {
+      clearTimeout(watchdog)
+      groups.delete(child)
+      resolve({ code: code ?? 1, signal, out })
+    })
   })
 }
 
@@ -55,7 +87,7 @@ let avaFailed = 0
 if (tsc.code !== 0) {
   avaFailed = 1
 } else {
-  const ava = await run(npx, ['ava', '--tap', ...process.argv.slice(2)], { capture: true })
+  const ava = await run(npx, ['ava', '--tap', ...process.argv.slice(2)], { capture: true, limitMinutes: 15 })
   for (const line of ava.out.split('\n')) {
     if (/^ok \d+/.test(line) && !/# (SKIP|TODO)/i.test(line)) avaPassed++
     else if (/^not ok \d+/.test(line) && !/# TODO/i.test(line)) avaFailed++
