@@ -82,7 +82,7 @@ mod imp {
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         let spawned = std::thread::Builder::new()
           .name("proclock-death-watch".into())
-          .stack_size(64 * 1024)
+          .stack_size(256 * 1024)
           .spawn(serve);
         spawned.ok()?;
         Some(Mutex::new(Registry {

@@ -5,7 +5,8 @@
 //! and parking the four libuv threads would stall every `fs`, `dns` and `crypto` call of the
 //! process (the fs-ext failure mode). The pool is elastic: a wait takes an idle thread or
 //! starts a new one, so N concurrent waits get N threads and none waits for another; a thread
-//! idle for `IDLE_EXIT` exits. Threads are small (64 KiB stacks: a wait needs little).
+//! idle for `IDLE_EXIT` exits. Stacks are 256 KiB: a wait needs little, and the reserve is only
+//! virtual memory, while an overflow would take the whole host process down.
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 type Job = Box<dyn FnOnce() + Send>;
 
 const IDLE_EXIT: Duration = Duration::from_secs(30);
-const STACK: usize = 64 * 1024;
+const STACK: usize = 256 * 1024;
 
 struct Worker {
   job: Mutex<Option<Job>>,
