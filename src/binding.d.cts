@@ -15,22 +15,21 @@ export declare class NativeLock {
   get uuid(): string
   get held(): boolean
   get ownerDied(): boolean
-  get closed(): boolean
   /**
    * `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }`: the hot path as plain
    * Node-API functions bound to this handle (see `fast_path.rs`).
    */
   fastPath(): { tryAcquire(): boolean; tryAcquireDescribed(description: string): boolean; tryUncontended(description?: string): boolean; release(): void }
   token(): bigint | null
-  /** 0 busy, 1 acquired, 2 acquired from a holder that died. */
-  tryAcquire(description?: string | undefined | null): number
-  /** Wait on this thread; 1 or 2 as for `tryAcquire`, or throws (`ELOCKTIMEOUT`...). */
+  /**
+   * Wait on this thread; returns 1 (acquired) or 2 (acquired from a holder that died), or
+   * throws (`ELOCKTIMEOUT`...).
+   */
   acquireSync(timeoutMs: number, description?: string | undefined | null): number
   /** Wait on a proclock waiter thread; resolves with 1 or 2, or with a failure `{code, message}`. */
   acquireAsync(timeoutMs: number, description?: string | undefined | null): Promise<number | NativeFailure>
   /** Cancel a pending `acquireAsync` (it resolves with `ELOCKCANCELLED`). */
   cancel(): void
-  release(): void
   isLocked(): boolean
   owner(): NativeOwner | null
   close(): void

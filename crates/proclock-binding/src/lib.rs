@@ -167,11 +167,6 @@ impl NativeLock {
     self.handle.owner_died()
   }
 
-  #[napi(getter)]
-  pub fn closed(&self) -> bool {
-    self.handle.closed()
-  }
-
   /// `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }`: the hot path as plain
   /// Node-API functions bound to this handle (see `fast_path.rs`).
   #[napi(
@@ -186,16 +181,8 @@ impl NativeLock {
     self.handle.token().map(BigInt::from)
   }
 
-  /// 0 busy, 1 acquired, 2 acquired from a holder that died.
-  #[napi]
-  pub fn try_acquire(&self, description: Option<String>) -> napi::Result<u32, Code> {
-    match self.handle.try_acquire(description.as_deref()).map_err(js_err)? {
-      true => Ok(acquired_code(&self.handle)),
-      false => Ok(0),
-    }
-  }
-
-  /// Wait on this thread; 1 or 2 as for `tryAcquire`, or throws (`ELOCKTIMEOUT`...).
+  /// Wait on this thread; returns 1 (acquired) or 2 (acquired from a holder that died), or
+  /// throws (`ELOCKTIMEOUT`...).
   #[napi]
   pub fn acquire_sync(&self, timeout_ms: f64, description: Option<String>) -> napi::Result<u32, Code> {
     self
@@ -233,11 +220,6 @@ impl NativeLock {
   #[napi]
   pub fn cancel(&self) {
     self.handle.cancel();
-  }
-
-  #[napi]
-  pub fn release(&self) -> napi::Result<(), Code> {
-    self.handle.release().map_err(js_err)
   }
 
   #[napi]

@@ -1,6 +1,6 @@
 //! The `shm` backend: a lock word in a shared slot (`lock_word.rs`), its holder record
-//! (`holder_record.rs`), liveness of holders (`liveness.rs`) and sleeping on the word
-//! (`os_wait.rs`), put together for one handle.
+//! (`holder_record.rs`), liveness of holders (`liveness.rs`, `death_watch.rs`) and sleeping on
+//! the lock's wake counter (`os_wait.rs`), put together for one handle.
 //!
 //! The uncontended acquire is one CAS plus the fencing-token increment and a few stores into
 //! the holder record; the uncontended release is one CAS. Neither enters the kernel. Only a
@@ -77,10 +77,6 @@ impl ShmSpace {
     };
     spaces.by_request.insert(request, space.clone());
     Ok(space)
-  }
-
-  pub fn dir(&self) -> &LockDir {
-    &self.dir
   }
 
   /// The current holder of `slot`, as far as it can be told.
