@@ -44,7 +44,8 @@ fn timeout(ms: f64) -> napi::Result<Option<Duration>, Code> {
   Ok((ms.is_finite() && ms < 1e15).then(|| Duration::from_secs_f64(ms / 1000.0)))
 }
 
-/// Outcome codes shared with the facade: 0 busy, 1 acquired, 2 acquired from a dead holder.
+/// What a completed acquisition reports to the facade: 1 acquired, 2 acquired from a holder
+/// that died.
 fn acquired_code(handle: &Handle) -> u32 {
   if handle.owner_died() {
     2
