@@ -189,12 +189,14 @@ impl Liveness {
   /// The verdict described at the top of this file. `record` is the lock's holder record, used
   /// for the cross-check of holders that are no longer their slot's current occupant.
   pub fn holder_is_dead(&self, holder: u64, record: &HolderRecord, dir: &LockDir) -> bool {
-    let (p, s) = (pslot_of(holder), seq_of(holder));
-    let Some(entry) = self.entry(p) else {
+    let p = pslot_of(holder);
+    if self.entry(p).is_none() {
       // A word naming a slot that cannot exist was never written by a live proclock.
       return true;
-    };
-    let current = s >= entry.base_seq.load(Acquire);
+    }
+    // Some((pid, identity)) iff the holder is still its slot's occupant.
+    let process = self.holder_process(holder);
+    let current = process.is_some();
     if p == self.me.pslot && current {
       return false;
     }
@@ -202,14 +204,10 @@ impl Liveness {
     if occupied == Some(true) && current {
       return false;
     }
-    // About to say "dead": check the holder's own pid and start identity first.
-    let known = if current {
-      Some((entry.pid.load(Relaxed) as u32, entry.identity.load(Relaxed)))
-    } else {
-      // Only a record written by this very holder describes it; a holder that died before
-      // writing one has none.
-      record.read().filter(|r| r.holder == holder).map(|r| (r.pid, r.identity))
-    };
+    // About to say "dead": check the holder's own pid and start identity first. Only a record
+    // written by this very holder describes a former occupant; one that died before writing
+    // its record has none.
+    let known = process.or_else(|| record.read().filter(|r| r.holder == holder).map(|r| (r.pid, r.identity)));
     match known {
       Some((pid, identity)) if identity != 0 => !process_info::is_running(pid, identity),
       // Nothing to cross-check with: the liveness lock alone decides, and if it could not be
