@@ -21,8 +21,10 @@
 //!   only a temporary file, never a half-initialised segment under the real name.
 //! - Every process holds a shared `flock` on the directory itself while it uses it. Age-based
 //!   temp cleaners (`systemd-tmpfiles` empties `/tmp` entries untouched for 10 days) skip a
-//!   directory they cannot lock exclusively; deleting segments under running processes would
-//!   split every lock in two. The kernel drops the flock when the process dies.
+//!   directory they cannot lock exclusively; deleting segments or lock files under running
+//!   processes would split every lock in two. The kernel drops the flock when the process
+//!   dies. (macOS's `$TMPDIR` cleaner ignores such locks; it only removes files unused for
+//!   days, and `$XDG_RUNTIME_DIR` or `PROCLOCK_DIR` avoid it altogether.)
 //!
 //! Windows: the default is under the per-user `%TEMP%`; names are opened with
 //! `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are refused. ACLs are inherited from the
@@ -206,6 +208,11 @@ mod imp {
         meta.mode() & 0o777
       )));
     }
+    // The shared lock that keeps age-based cleaners out (see the module comment). Not fatal
+    // if refused (a cleaner holds it this instant): locks work without it; this process just
+    // goes unprotected from that cleaner.
+    // SAFETY: valid descriptor we own.
+    unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
     Ok(LockDir {
       path: path.to_path_buf(),
       fd: OwnedFd::from(dir),
@@ -371,6 +378,10 @@ mod tests {
     let p = scratch("create");
     let dir = LockDir::open(&p).unwrap();
     assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o700);
+    // While in use, the directory carries a shared flock, so a cleaner's exclusive try fails.
+    let cleaner = File::open(&p).unwrap();
+    assert!(matches!(cleaner.try_lock(), Err(fs::TryLockError::WouldBlock)));
+    assert!(cleaner.try_lock_shared().is_ok());
     let f = dir.open_or_create("a").unwrap();
     assert_eq!(f.metadata().unwrap().mode() & 0o777, 0o600);
     assert!(dir.open_existing("missing").unwrap().is_none());
