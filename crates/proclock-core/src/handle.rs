@@ -274,6 +274,11 @@ impl<R: RawLock + 'static> Handle<R> {
     self.state.load(Acquire) == CLOSED
   }
 
+  /// Holding, or waiting to.
+  pub fn busy(&self) -> bool {
+    matches!(self.state.load(Acquire), HELD | WAITING)
+  }
+
   /// Fencing token of the current hold.
   pub fn token(&self) -> Option<u64> {
     self.held().then(|| self.token.load(Relaxed))

@@ -7,6 +7,11 @@
 //! | `lock_word.rs` | the lock-word protocol: exclusion, hand-off, takeover, fencing tokens |
 //! | `liveness.rs` | whether a holder's process is alive (kernel-held liveness locks, pid + start time) |
 //! | `shm_lock.rs` | the `shm` backend: one handle on one shared slot |
+//! | `file_lock.rs` | the `file` backend: one handle on one lock file, waits with timeouts |
+//! | `lock_file.rs` | the `file` backend's lock file: layout, creation, holder record |
+//! | `os_file_lock.rs` | kernel file locks per OS (OFD locks, flock, LockFileEx) |
+//! | `rw_lock.rs` | the reader-writer lock (file backend) |
+//! | `backend.rs` | the backends behind one type, chosen per handle |
 //! | `slot_table.rs` | where each named lock lives in shared memory |
 //! | `holder_record.rs` | who holds a lock, readable without taking it |
 //! | `segment.rs` | shared segment files: creation, validation, repair |
@@ -23,7 +28,11 @@ pub mod lock_word;
 mod sync;
 
 #[cfg(not(loom))]
+pub mod backend;
+#[cfg(not(loom))]
 mod death_watch;
+#[cfg(not(loom))]
+pub mod file_lock;
 #[cfg(not(loom))]
 pub mod handle;
 #[cfg(not(loom))]
@@ -33,13 +42,19 @@ pub mod liveness;
 #[cfg(not(loom))]
 pub mod lock_dir;
 #[cfg(not(loom))]
+pub mod lock_file;
+#[cfg(not(loom))]
 pub mod name;
+#[cfg(not(loom))]
+mod os_file_lock;
 #[cfg(not(loom))]
 mod os_wait;
 #[cfg(not(loom))]
 pub mod process_info;
 #[cfg(not(loom))]
 pub mod raw_lock;
+#[cfg(not(loom))]
+pub mod rw_lock;
 #[cfg(not(loom))]
 pub mod segment;
 #[cfg(not(loom))]
@@ -49,10 +64,16 @@ pub mod slot_table;
 #[cfg(not(loom))]
 mod waiter_pool;
 
+#[cfg(not(loom))]
+pub use backend::{AnyLock, Backend};
 pub use error::{Error, ErrorKind, Result};
+#[cfg(not(loom))]
+pub use file_lock::{FileLock, Mode};
 #[cfg(not(loom))]
 pub use handle::Handle;
 #[cfg(not(loom))]
 pub use raw_lock::{OwnerInfo, RawLock};
+#[cfg(not(loom))]
+pub use rw_lock::RwHandle;
 #[cfg(not(loom))]
 pub use shm_lock::{ShmLock, ShmSpace};

@@ -322,7 +322,7 @@ impl RawLock for ShmLock {
 /// clock source makes the precise clock a system call, and `since` needs no more than
 /// millisecond-ish precision.
 #[inline]
-fn epoch_ms() -> u64 {
+pub(crate) fn epoch_ms() -> u64 {
   #[cfg(target_os = "linux")]
   {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -1,0 +1,90 @@
+//! The backends behind one type. A handle's backend is chosen when it is opened (the `backend`
+//! option); dispatching through this enum costs one well-predicted branch per call, where a
+//! trait object would cost an indirect call and keep the shm fast path from inlining.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::file_lock::{FileLock, Mode};
+use crate::raw_lock::{Acquired, OwnerInfo, RawLock, Stop};
+use crate::shm_lock::ShmLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+  /// A lock word in shared memory (`shm_lock.rs`).
+  Shm,
+  /// A kernel file lock (`file_lock.rs`).
+  File,
+}
+
+impl Backend {
+  pub fn parse(name: &str) -> Result<Backend> {
+    match name {
+      "shm" => Ok(Backend::Shm),
+      "file" => Ok(Backend::File),
+      other => Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!("backend must be 'shm' or 'file', got {other:?}"),
+      )),
+    }
+  }
+}
+
+pub enum AnyLock {
+  Shm(ShmLock),
+  File(FileLock),
+}
+
+impl AnyLock {
+  /// Open an exclusive lock on `name` with `backend`.
+  pub fn open(backend: Backend, name: &str, dir: Option<&Path>) -> Result<AnyLock> {
+    Ok(match backend {
+      Backend::Shm => AnyLock::Shm(ShmLock::open(name, dir)?),
+      Backend::File => AnyLock::File(FileLock::open(name, dir, Mode::Exclusive)?),
+    })
+  }
+}
+
+macro_rules! dispatch {
+  ($self:ident, $lock:ident => $call:expr) => {
+    match $self {
+      AnyLock::Shm($lock) => $call,
+      AnyLock::File($lock) => $call,
+    }
+  };
+}
+
+impl RawLock for AnyLock {
+  #[inline]
+  fn try_lock(&self, description: &[u8], probe: bool) -> Result<Option<Acquired>> {
+    dispatch!(self, l => l.try_lock(description, probe))
+  }
+  fn lock(
+    &self,
+    description: &[u8],
+    deadline: Option<Instant>,
+    cancelled: &dyn Fn() -> bool,
+  ) -> Result<std::result::Result<Acquired, Stop>> {
+    dispatch!(self, l => l.lock(description, deadline, cancelled))
+  }
+  #[inline]
+  fn unlock(&self) -> Result<()> {
+    dispatch!(self, l => l.unlock())
+  }
+  fn abandon(&self) -> Result<()> {
+    dispatch!(self, l => l.abandon())
+  }
+  fn interrupt(&self) {
+    dispatch!(self, l => l.interrupt())
+  }
+  fn is_locked(&self) -> Result<bool> {
+    dispatch!(self, l => l.is_locked())
+  }
+  fn owner(&self) -> Result<Option<OwnerInfo>> {
+    dispatch!(self, l => l.owner())
+  }
+  fn uuid(&self) -> [u8; 16] {
+    dispatch!(self, l => l.uuid())
+  }
+}

@@ -1,0 +1,455 @@
+//! The `file` backend: one handle on one lock file, locked with a kernel file lock.
+//!
+//! The kernel does the hard parts: exclusion between descriptions (`os_file_lock.rs`), and
+//! freeing the lock the moment its holder's last descriptor closes, which is when its process
+//! dies, however it dies. What this file adds:
+//!
+//! - **Owner info and tokens** in the lock file (`lock_file.rs`), written by the exclusive
+//!   holder right after the kernel grants the lock and before the acquisition returns.
+//! - **Waiting with timeouts and cancellation.** A blocking lock request (`F_OFD_SETLKW`,
+//!   `flock`, `LockFileEx`) has no timeout and cannot be interrupted without signals, and a
+//!   library must not install signal handlers. So the blocking request runs on a waiter thread
+//!   of ours (`waiter_pool.rs`, never a libuv thread), on a description opened for that request
+//!   only, while the acquiring thread waits on a condition variable that a timeout or an abort
+//!   ends. A request given up on stays queued in the kernel ("parked"); when it is granted with
+//!   nobody waiting for it, it is unlocked at once. The next acquisition of the same handle
+//!   re-attaches to the parked request instead of queueing another, so a handle never has more
+//!   than one request, thread and extra descriptor in the kernel, however many timeouts it sees.
+//! - **Why a description per request**: the kernel lock belongs to the description it was
+//!   requested on. Had the parked request used the handle's main description, a later
+//!   `tryAcquire` on that description and the parked request's "unlock, nobody wants it" would
+//!   act on the same lock, and the unlock would drop a hold the handle had just taken.
+//!
+//! Readers (`Mode::Shared`, `RwLock`) neither read nor write the record: many hold at once, so
+//! none of them owns it. Owner info and `ownerDied` describe exclusive holds.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::lock_dir::LockDir;
+use crate::lock_file::{LockFile, Record};
+use crate::name::LockName;
+pub use crate::os_file_lock::Mode;
+use crate::os_file_lock::{self as os};
+use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
+use crate::waiter_pool;
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+  m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opened lock directories by the directory asked for, each with the pid that opened it.
+type Dirs = HashMap<Option<PathBuf>, (u32, Arc<LockDir>)>;
+
+/// The lock directory of `request`, opened once per process (and again after a fork).
+fn lock_dir(request: Option<&Path>) -> Result<Arc<LockDir>> {
+  static DIRS: OnceLock<Mutex<Dirs>> = OnceLock::new();
+  let request = request
+    .map(Path::to_path_buf)
+    .or_else(|| std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from));
+  let pid = crate::process_info::current_pid();
+  let mut dirs = guard(DIRS.get_or_init(Default::default));
+  if let Some((_, dir)) = dirs.get(&request).filter(|(p, _)| *p == pid) {
+    return Ok(dir.clone());
+  }
+  let dir = Arc::new(LockDir::resolve(request.as_deref())?);
+  dirs.insert(request, (pid, dir.clone()));
+  Ok(dir)
+}
+
+/// A blocking kernel request running on a waiter thread.
+struct Request {
+  state: Mutex<RequestState>,
+  done: Condvar,
+}
+
+struct RequestState {
+  /// An acquisition is waiting for this request's outcome. When the kernel grants a request
+  /// nobody wants any more, the grant is given straight back.
+  wanted: bool,
+  /// The request has finished (granted or failed); a parked request that finished cannot be
+  /// re-attached to.
+  finished: bool,
+  /// The outcome, for the acquisition waiting for it: the description now holding the lock.
+  outcome: Option<std::io::Result<File>>,
+}
+
+pub struct FileLock {
+  dir: Arc<LockDir>,
+  lock_file: LockFile,
+  mode: Mode,
+  uuid: [u8; 16],
+  pid: u32,
+  /// The description holding the lock now: the main one (`lock_file.file`, after a successful
+  /// try) or a request's own.
+  holding: Mutex<Option<Holding>>,
+  /// This handle's request in the kernel, waited on or parked.
+  request: Mutex<Option<Arc<Request>>>,
+  /// A description used only to ask what others hold (never holds anything on Linux).
+  probe_file: OnceLock<File>,
+}
+
+enum Holding {
+  Main,
+  Own(File),
+}
+
+impl FileLock {
+  pub fn open(name: &str, dir: Option<&Path>, mode: Mode) -> Result<FileLock> {
+    let name = LockName::new(name)?;
+    let dir = lock_dir(dir)?;
+    let lock_file = LockFile::open(&dir, &name)?;
+    Ok(FileLock {
+      dir,
+      lock_file,
+      mode,
+      uuid: *uuid::Uuid::new_v4().as_bytes(),
+      pid: crate::process_info::current_pid(),
+      holding: Mutex::new(None),
+      request: Mutex::new(None),
+      probe_file: OnceLock::new(),
+    })
+  }
+
+  fn io_error(&self, what: &str, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", self.lock_file.path.display()), e)
+  }
+
+  fn file_of<'a>(&'a self, holding: &'a Holding) -> &'a File {
+    match holding {
+      Holding::Main => &self.lock_file.file,
+      Holding::Own(f) => f,
+    }
+  }
+
+  /// The kernel has just granted us the lock on `holding`: record the hold (exclusive) and
+  /// report it. On failure the lock is given back.
+  fn granted(&self, holding: Holding, description: &[u8]) -> Result<Acquired> {
+    let acquired = match self.mode {
+      Mode::Shared => Ok(Acquired {
+        token: 0,
+        owner_died: false,
+      }),
+      Mode::Exclusive => self.lock_file.read_record().and_then(|previous| {
+        let token = previous.token.wrapping_add(1);
+        self.lock_file.write_record(&Record {
+          held: true,
+          pid: self.pid,
+          since_ms: crate::shm_lock::epoch_ms(),
+          token,
+          uuid: self.uuid,
+          description: description.to_vec(),
+        })?;
+        Ok(Acquired {
+          token,
+          owner_died: previous.held,
+        })
+      }),
+    };
+    match acquired {
+      Ok(a) => {
+        *guard(&self.holding) = Some(holding);
+        Ok(a)
+      }
+      Err(e) => {
+        let _ = os::unlock(self.file_of(&holding));
+        Err(e)
+      }
+    }
+  }
+
+  /// Start a blocking request on a description of its own, or re-attach to the parked one.
+  fn request(&self) -> Result<Arc<Request>> {
+    let mut slot = guard(&self.request);
+    if let Some(parked) = slot.as_ref() {
+      let mut st = guard(&parked.state);
+      if !st.finished {
+        st.wanted = true;
+        drop(st);
+        return Ok(parked.clone());
+      }
+    }
+    let file = self.lock_file.reopen(&self.dir)?;
+    let request = Arc::new(Request {
+      state: Mutex::new(RequestState {
+        wanted: true,
+        finished: false,
+        outcome: None,
+      }),
+      done: Condvar::new(),
+    });
+    *slot = Some(request.clone());
+    let (asker, mode) = (request.clone(), self.mode);
+    waiter_pool::run(Box::new(move || {
+      let outcome = os::lock(&file, mode);
+      let mut st = guard(&asker.state);
+      st.finished = true;
+      if st.wanted {
+        st.outcome = Some(outcome.map(|()| file));
+        asker.done.notify_all();
+      } else if outcome.is_ok() {
+        // Granted to nobody: give it back (closing `file` would too; unlock says so).
+        let _ = os::unlock(&file);
+      }
+    }));
+    Ok(request)
+  }
+}
+
+impl RawLock for FileLock {
+  fn try_lock(&self, description: &[u8], _probe: bool) -> Result<Option<Acquired>> {
+    // The kernel knows whether the holder is alive: there is nothing to probe.
+    match os::try_lock(&self.lock_file.file, self.mode) {
+      Ok(true) => self.granted(Holding::Main, description).map(Some),
+      Ok(false) => Ok(None),
+      Err(e) => Err(self.io_error("locking", e)),
+    }
+  }
+
+  fn lock(
+    &self,
+    description: &[u8],
+    deadline: Option<Instant>,
+    cancelled: &dyn Fn() -> bool,
+  ) -> Result<std::result::Result<Acquired, Stop>> {
+    if let Some(a) = self.try_lock(description, false)? {
+      return Ok(Ok(a));
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+      return Ok(Err(Stop::TimedOut));
+    }
+    let request = self.request()?;
+    let mut st = guard(&request.state);
+    loop {
+      if let Some(outcome) = st.outcome.take() {
+        drop(st);
+        let file = outcome.map_err(|e| self.io_error("waiting for the lock on", e))?;
+        return self.granted(Holding::Own(file), description).map(Ok);
+      }
+      let stop = if cancelled() {
+        Some(Stop::Cancelled)
+      } else if deadline.is_some_and(|d| Instant::now() >= d) {
+        Some(Stop::TimedOut)
+      } else {
+        None
+      };
+      if let Some(stop) = stop {
+        // Park the request: it stays queued, and gives the lock back if granted unwanted.
+        st.wanted = false;
+        return Ok(Err(stop));
+      }
+      st = match deadline {
+        Some(d) => {
+          let left = d.saturating_duration_since(Instant::now());
+          request.done.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0
+        }
+        None => request.done.wait(st).unwrap_or_else(|p| p.into_inner()),
+      };
+    }
+  }
+
+  fn unlock(&self) -> Result<()> {
+    let Some(holding) = guard(&self.holding).take() else {
+      return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"));
+    };
+    // Say "released cleanly" before letting go, so the next holder does not see ownerDied.
+    // The token stays: the next holder continues from it. If that fails, the lock is still
+    // let go (a lock nobody can release would be worse); the next holder sees ownerDied.
+    let recorded = match self.mode {
+      Mode::Exclusive => self.lock_file.read_record().and_then(|mut record| {
+        record.held = false;
+        self.lock_file.write_record(&record)
+      }),
+      Mode::Shared => Ok(()),
+    };
+    os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))?;
+    recorded
+  }
+
+  fn abandon(&self) -> Result<()> {
+    // Let go without writing "free": the next holder sees ownerDied, as after a crash.
+    let Some(holding) = guard(&self.holding).take() else {
+      return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"));
+    };
+    os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))
+  }
+
+  fn interrupt(&self) {
+    if let Some(request) = guard(&self.request).as_ref() {
+      // Taking the request's mutex orders this wake-up after the waiter's check of
+      // `cancelled()`, so it cannot be lost.
+      let _st = guard(&request.state);
+      request.done.notify_all();
+    }
+  }
+
+  fn is_locked(&self) -> Result<bool> {
+    Ok(self.probe()?.is_some())
+  }
+
+  fn owner(&self) -> Result<Option<OwnerInfo>> {
+    let held_by = self.probe()?;
+    let record = self.lock_file.read_record()?;
+    let info = |alive: bool| OwnerInfo {
+      pid: record.pid,
+      uuid: format_uuid(&record.uuid),
+      description: String::from_utf8_lossy(&record.description).into_owned(),
+      since_ms: record.since_ms,
+      token: record.token,
+      alive,
+    };
+    Ok(match (held_by, record.held) {
+      // Held exclusively, and the holder has recorded itself.
+      (Some(Mode::Exclusive), true) => Some(info(true)),
+      // Held exclusively, by a holder between the grant and its record write (or between its
+      // "free" write and the unlock): who it is cannot be told yet.
+      (Some(Mode::Exclusive), false) => Some(OwnerInfo {
+        pid: 0,
+        uuid: String::new(),
+        description: String::new(),
+        since_ms: 0,
+        token: record.token,
+        alive: true,
+      }),
+      // Free, but the last exclusive holder died holding: the next acquirer sees ownerDied.
+      (None, true) => Some(info(false)),
+      // Free, or held by readers only (who have no owner record).
+      _ => None,
+    })
+  }
+
+  fn uuid(&self) -> [u8; 16] {
+    self.uuid
+  }
+}
+
+impl FileLock {
+  fn probe(&self) -> Result<Option<Mode>> {
+    let file = match self.probe_file.get() {
+      Some(f) => f,
+      None => {
+        let f = self.lock_file.reopen(&self.dir)?;
+        self.probe_file.get_or_init(|| f)
+      }
+    };
+    os::probe(file).map_err(|e| self.io_error("probing", e))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::time::Duration;
+
+  fn scratch(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("proclock-file-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+  }
+
+  fn open(dir: &Path, mode: Mode) -> FileLock {
+    FileLock::open("jobs", Some(dir), mode).unwrap()
+  }
+
+  #[test]
+  fn handles_exclude_and_tokens_grow() {
+    let dir = scratch("excl");
+    let (a, b) = (open(&dir, Mode::Exclusive), open(&dir, Mode::Exclusive));
+    let first = a.try_lock(b"a", true).unwrap().unwrap();
+    assert!(b.try_lock(b"b", true).unwrap().is_none());
+    let owner = b.owner().unwrap().unwrap();
+    assert_eq!(
+      (owner.pid, owner.description.as_str(), owner.alive),
+      (std::process::id(), "a", true)
+    );
+    assert!(b.is_locked().unwrap());
+    let never = || false;
+    let t0 = Instant::now();
+    let waited = b.lock(b"b", Some(Instant::now() + Duration::from_millis(50)), &never).unwrap();
+    assert!(matches!(waited, Err(Stop::TimedOut)));
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    a.unlock().unwrap();
+    // b's timed-out request is parked; the next wait re-attaches to it and wins.
+    let second = b
+      .lock(b"b", Some(Instant::now() + Duration::from_secs(5)), &never)
+      .unwrap()
+      .unwrap();
+    assert!(second.token > first.token);
+    assert!(!second.owner_died);
+    // Abandoning leaves "held" in the record: the next holder is told.
+    b.abandon().unwrap();
+    assert!(!a.is_locked().unwrap());
+    assert!(!a.owner().unwrap().unwrap().alive);
+    let third = a.try_lock(b"a", true).unwrap().unwrap();
+    assert!(third.owner_died && third.token > second.token);
+    a.unlock().unwrap();
+    assert!(a.owner().unwrap().is_none());
+    assert_eq!(a.unlock().unwrap_err().kind(), ErrorKind::NotHeld);
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[test]
+  fn a_waiter_is_woken_by_release_and_by_cancel() {
+    let dir = scratch("wake");
+    let a = open(&dir, Mode::Exclusive);
+    let b = Arc::new(open(&dir, Mode::Exclusive));
+    a.try_lock(b"", true).unwrap().unwrap();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (b2, c2) = (b.clone(), cancel.clone());
+    let waiter = std::thread::spawn(move || b2.lock(b"", None, &|| c2.load(std::sync::atomic::Ordering::SeqCst)).unwrap());
+    std::thread::sleep(Duration::from_millis(30));
+    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+    b.interrupt();
+    assert!(matches!(waiter.join().unwrap(), Err(Stop::Cancelled)));
+    let b2 = b.clone();
+    let waiter = std::thread::spawn(move || b2.lock(b"", None, &|| false).unwrap());
+    std::thread::sleep(Duration::from_millis(30));
+    let t0 = Instant::now();
+    a.unlock().unwrap();
+    assert!(waiter.join().unwrap().is_ok());
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    b.unlock().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[test]
+  fn readers_share_and_writers_exclude() {
+    let dir = scratch("rw");
+    let (r1, r2, w) = (open(&dir, Mode::Shared), open(&dir, Mode::Shared), open(&dir, Mode::Exclusive));
+    r1.try_lock(b"", true).unwrap().unwrap();
+    r2.try_lock(b"", true).unwrap().unwrap();
+    assert!(w.try_lock(b"", true).unwrap().is_none());
+    assert!(w.is_locked().unwrap());
+    r1.unlock().unwrap();
+    r2.unlock().unwrap();
+    w.try_lock(b"", true).unwrap().unwrap();
+    assert!(r1.try_lock(b"", true).unwrap().is_none());
+    w.unlock().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[test]
+  fn a_foreign_file_is_corrupt_not_reset() {
+    let dir = scratch("garbage");
+    drop(open(&dir, Mode::Exclusive));
+    let file = dir.join(LockName::new("jobs").unwrap().file_name());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[600] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let l = open(&dir, Mode::Exclusive);
+    assert_eq!(l.try_lock(b"", true).unwrap_err().kind(), ErrorKind::Corrupt);
+    // The failed acquisition gave the kernel lock back.
+    assert!(!l.is_locked().unwrap());
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    std::fs::write(&file, b"not a lock file").unwrap();
+    assert_eq!(
+      FileLock::open("jobs", Some(&dir), Mode::Exclusive).err().unwrap().kind(),
+      ErrorKind::Corrupt
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+}

@@ -1,0 +1,98 @@
+//! A reader-writer lock: many readers or one writer, machine-wide, on the `file` backend.
+//!
+//! Shared and exclusive kernel locks on the same lock file as a plain `file` Lock of that name
+//! (so a `Lock` and an `RwLock` writer of one name exclude each other). A handle is two halves,
+//! each an ordinary [`Handle`] on its own description: one asks for shared locks, the other
+//! for exclusive ones. This type only keeps the rule that a handle holds or waits for one mode
+//! at a time: reading and then asking to write on the same handle is `Reentry` (upgrading in
+//! place would deadlock two readers that both try it).
+//!
+//! Why not on `shm`: a reader count in shared memory cannot tell which readers died, so one
+//! SIGKILLed reader would keep writers out for ever; per-reader records would bound the number
+//! of readers. Kernel shared locks are released per description when a reader dies.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::backend::AnyLock;
+use crate::error::{Error, ErrorKind, Result};
+use crate::file_lock::{FileLock, Mode};
+use crate::handle::Handle;
+use crate::raw_lock::RawLock;
+
+pub struct RwHandle<R: RawLock> {
+  read: Arc<Handle<R>>,
+  write: Arc<Handle<R>>,
+}
+
+impl RwHandle<AnyLock> {
+  pub fn open(name: &str, dir: Option<&Path>, description: String) -> Result<RwHandle<AnyLock>> {
+    let half = |mode| FileLock::open(name, dir, mode).map(AnyLock::File);
+    Ok(RwHandle::new(
+      Handle::new(half(Mode::Shared)?, false, description.clone())?,
+      Handle::new(half(Mode::Exclusive)?, false, description)?,
+    ))
+  }
+}
+
+impl<R: RawLock + 'static> RwHandle<R> {
+  pub fn new(read: Handle<R>, write: Handle<R>) -> RwHandle<R> {
+    RwHandle {
+      read: Arc::new(read),
+      write: Arc::new(write),
+    }
+  }
+
+  /// The half for `mode`, if the other half neither holds nor waits.
+  pub fn half(&self, mode: Mode) -> Result<&Arc<Handle<R>>> {
+    let (this, other, other_name) = match mode {
+      Mode::Shared => (&self.read, &self.write, "write"),
+      Mode::Exclusive => (&self.write, &self.read, "read"),
+    };
+    if other.busy() {
+      return Err(Error::new(
+        ErrorKind::Reentry,
+        format!("this handle already holds (or waits for) the {other_name} lock; release it first"),
+      ));
+    }
+    Ok(this)
+  }
+
+  /// Both halves (for registering them with an environment's teardown).
+  pub fn halves(&self) -> [&Arc<Handle<R>>; 2] {
+    [&self.read, &self.write]
+  }
+
+  /// The mode held now, if any.
+  pub fn held(&self) -> Option<Mode> {
+    if self.write.held() {
+      Some(Mode::Exclusive)
+    } else if self.read.held() {
+      Some(Mode::Shared)
+    } else {
+      None
+    }
+  }
+
+  pub fn release(&self) -> Result<()> {
+    match self.held() {
+      Some(Mode::Exclusive) => self.write.release(),
+      Some(Mode::Shared) => self.read.release(),
+      None if self.read.closed() => Err(Error::new(ErrorKind::Closed, "the lock handle is closed")),
+      None => Err(Error::new(
+        ErrorKind::NotHeld,
+        "this handle holds neither the read nor the write lock",
+      )),
+    }
+  }
+
+  pub fn cancel(&self) {
+    self.read.cancel();
+    self.write.cancel();
+  }
+
+  pub fn close(&self) {
+    self.read.close();
+    self.write.close();
+  }
+}
