@@ -12,12 +12,12 @@ const PROCESSES = Number(process.env.PROCLOCK_STRESS_PROCESSES ?? 6)
 const HANDLES = 2
 const CYCLES = Number(process.env.PROCLOCK_STRESS_CYCLES ?? 2000)
 
-async function stress(t: import('ava').ExecutionContext, mode: 'sync' | 'async') {
+async function stress(t: import('ava').ExecutionContext, mode: 'sync' | 'async', backend: 'shm' | 'file') {
   const dir = lockDir()
   const file = join(dir, '..', 'counter')
   writeFileSync(file, Buffer.alloc(12))
   const children = Array.from({ length: PROCESSES }, () =>
-    start('counter', { dir, name: 'stress', file, cycles: CYCLES, handles: HANDLES, mode }),
+    start('counter', { dir, name: 'stress', file, cycles: CYCLES, handles: HANDLES, mode, backend }),
   )
   await Promise.all(children.map((c) => c.next('ready')))
   for (const c of children) c.send({ type: 'go' })
@@ -27,13 +27,17 @@ async function stress(t: import('ava').ExecutionContext, mode: 'sync' | 'async')
   const violations = results.reduce((sum, r) => sum + (r.violations as number), 0)
   const slowest = Math.max(...results.map((r) => r.ms as number))
   const total = PROCESSES * HANDLES * CYCLES
-  t.log(`${mode}: ${total} acquisitions by ${PROCESSES} processes x ${HANDLES} handles in ${slowest.toFixed(0)} ms (${((slowest * 1000) / total).toFixed(1)} us each)`)
+  t.log(`${backend} ${mode}: ${total} acquisitions by ${PROCESSES} processes x ${HANDLES} handles in ${slowest.toFixed(0)} ms (${((slowest * 1000) / total).toFixed(1)} us each)`)
   t.is(violations, 0, 'two holders were inside the critical section at once')
   t.is(counter, BigInt(total), 'updates were lost')
 }
 
-test.serial(`${PROCESSES} processes x ${HANDLES} handles x ${CYCLES} cycles, acquireSync in worker threads`, (t) => stress(t, 'sync'))
-test.serial(`${PROCESSES} processes x ${HANDLES} handles x ${CYCLES} cycles, await acquire`, (t) => stress(t, 'async'))
+for (const backend of ['shm', 'file'] as const) {
+  test.serial(`${backend}: ${PROCESSES} processes x ${HANDLES} handles x ${CYCLES} cycles, acquireSync in worker threads`, (t) =>
+    stress(t, 'sync', backend),
+  )
+  test.serial(`${backend}: ${PROCESSES} processes x ${HANDLES} handles x ${CYCLES} cycles, await acquire`, (t) => stress(t, 'async', backend))
+}
 
 test('the stress workload does lose updates without the lock (the check can fail)', async (t) => {
   // Same counter protocol without any lock, two processes racing from a common start. Overlap is

@@ -11,7 +11,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One handle on one named lock. */
 export declare class NativeLock {
-  constructor(name: string, dir: string | undefined | null, reentrant: boolean, description?: string | undefined | null)
+  constructor(name: string, backend: string, dir: string | undefined | null, reentrant: boolean, description?: string | undefined | null)
   get uuid(): string
   get held(): boolean
   get ownerDied(): boolean
@@ -29,6 +29,22 @@ export declare class NativeLock {
   /** Wait on a proclock waiter thread; resolves with 1 or 2, or with a failure `{code, message}`. */
   acquireAsync(timeoutMs: number, description?: string | undefined | null): Promise<number | NativeFailure>
   /** Cancel a pending `acquireAsync` (it resolves with `ELOCKCANCELLED`). */
+  cancel(): void
+  isLocked(): boolean
+  owner(): NativeOwner | null
+  close(): void
+}
+
+/** One handle on a reader-writer lock (file backend): `shared` picks the read half. */
+export declare class NativeRwLock {
+  constructor(name: string, dir?: string | undefined | null, description?: string | undefined | null)
+  /** 0: holds nothing; 1: holds the read lock; 2: holds the write lock. */
+  get held(): number
+  get uuid(): string
+  tryAcquire(shared: boolean, description?: string | undefined | null): boolean
+  acquireSync(shared: boolean, timeoutMs: number, description?: string | undefined | null): number
+  acquireAsync(shared: boolean, timeoutMs: number, description?: string | undefined | null): Promise<number | NativeFailure>
+  release(): void
   cancel(): void
   isLocked(): boolean
   owner(): NativeOwner | null

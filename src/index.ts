@@ -1,6 +1,8 @@
 // proclock: named locks between processes and worker threads on one machine.
 
 export { Lock, withLock, type Hold, type OwnerInfo } from './lock'
+export { RwLock, type RwHeld } from './rw-lock'
+export { singleInstance, type SingleInstanceOptions } from './single-instance'
 export type { AcquireOptions, Backend, LockOptions } from './validate'
 export {
   AlreadyRunningError,

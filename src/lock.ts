@@ -37,7 +37,39 @@ export interface Hold extends Disposable, AsyncDisposable {
   release(): void
 }
 
-function native<T>(call: () => T): T {
+/**
+ * Wait for a native acquisition to settle, cancelling it if `signal` aborts. An abort that
+ * races the grant releases the hold: an aborted acquisition leaves nothing held.
+ */
+export async function settle(
+  pending: Promise<number | NativeFailure>,
+  signal: AbortSignal | undefined,
+  cancel: () => void,
+  release: () => void,
+): Promise<void> {
+  const onAbort = (): void => cancel()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  let outcome: number | NativeFailure
+  try {
+    outcome = await pending
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+  if (typeof outcome === 'number') {
+    if (signal?.aborted) {
+      release()
+      throw abortError(signal)
+    }
+    return
+  }
+  if (outcome.code === 'ELOCKCANCELLED') {
+    if (signal?.aborted) throw abortError(signal)
+    throw new LockClosedError('the lock handle was closed while waiting')
+  }
+  throw fromNative(outcome)
+}
+
+export function native<T>(call: () => T): T {
   try {
     return call()
   } catch (error) {
@@ -64,7 +96,7 @@ export class Lock implements Disposable, AsyncDisposable {
     this.name = checkName(name)
     const o = checkLockOptions(options)
     this.backend = o.backend
-    this.#native = native(() => new NativeLock(this.name, o.dir, o.reentrant, o.description))
+    this.#native = native(() => new NativeLock(this.name, o.backend, o.dir, o.reentrant, o.description))
     const fast = this.#native.fastPath()
     this.#try = fast.tryAcquire
     this.#tryDescribed = fast.tryAcquireDescribed
@@ -136,27 +168,7 @@ export class Lock implements Disposable, AsyncDisposable {
 
   async #wait({ timeout, signal, description }: CheckedAcquireOptions): Promise<void> {
     const pending = native(() => this.#native.acquireAsync(timeout, description))
-    const onAbort = (): void => this.#native.cancel()
-    signal?.addEventListener('abort', onAbort, { once: true })
-    let outcome: number | NativeFailure
-    try {
-      outcome = await pending
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-    }
-    if (typeof outcome === 'number') {
-      if (signal?.aborted) {
-        // The lock was won just as the signal fired: an aborted acquisition leaves nothing held.
-        this.release()
-        throw abortError(signal)
-      }
-      return
-    }
-    if (outcome.code === 'ELOCKCANCELLED') {
-      if (signal?.aborted) throw abortError(signal)
-      throw new LockClosedError('the lock handle was closed while waiting')
-    }
-    throw fromNative(outcome)
+    await settle(pending, signal, () => this.#native.cancel(), () => this.release())
   }
 
   /** Release the lock (or one level of a reentrant hold). Throws LockNotHeldError if not held. */

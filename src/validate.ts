@@ -73,9 +73,6 @@ export function checkLockOptions(value: unknown): CheckedLockOptions {
   if (backend !== 'shm' && backend !== 'file') {
     throw invalidArgValue('options.backend', `must be 'shm' or 'file'. Received ${String(backend)}`)
   }
-  if (backend === 'file') {
-    throw invalidArgValue('options.backend', "'file' is not available in this version of proclock yet; use 'shm'")
-  }
   if (typeof reentrant !== 'boolean') throw invalidArgType('options.reentrant', 'of type boolean', reentrant)
   if (dir !== undefined) {
     if (typeof dir !== 'string') throw invalidArgType('options.dir', 'of type string', dir)

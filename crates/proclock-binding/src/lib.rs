@@ -15,10 +15,16 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use proclock_core::{Handle as CoreHandle, ShmLock};
+use proclock_core::{AnyLock, Backend, Handle as CoreHandle, Mode, RwHandle};
 
-/// The handle type this binding exposes (the shm backend).
-pub(crate) type Handle = CoreHandle<ShmLock>;
+/// The handle type this binding exposes (either backend).
+pub(crate) type Handle = CoreHandle<AnyLock>;
+
+/// Ids for the environment registry below, unique in this process.
+fn next_id() -> u64 {
+  static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+  NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// The `code` a JS error gets: the core's stable code for its error kind.
 pub struct Code(&'static str);
@@ -145,10 +151,18 @@ pub struct NativeLock {
 #[napi]
 impl NativeLock {
   #[napi(constructor)]
-  pub fn new(env: Env, name: String, dir: Option<String>, reentrant: bool, description: Option<String>) -> napi::Result<Self, Code> {
-    let raw = ShmLock::open(&name, dir.as_deref().map(Path::new)).map_err(js_err)?;
-    let id = raw.id();
+  pub fn new(
+    env: Env,
+    name: String,
+    backend: String,
+    dir: Option<String>,
+    reentrant: bool,
+    description: Option<String>,
+  ) -> napi::Result<Self, Code> {
+    let backend = Backend::parse(&backend).map_err(js_err)?;
+    let raw = AnyLock::open(backend, &name, dir.as_deref().map(Path::new)).map_err(js_err)?;
     let handle = Arc::new(Handle::new(raw, reentrant, description.unwrap_or_default()).map_err(js_err)?);
+    let id = next_id();
     register(&env, id, &handle).map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
     Ok(NativeLock { handle, id })
   }
@@ -196,25 +210,7 @@ impl NativeLock {
   /// Wait on a proclock waiter thread; resolves with 1 or 2, or with a failure `{code, message}`.
   #[napi(ts_return_type = "Promise<number | NativeFailure>")]
   pub fn acquire_async<'env>(&self, env: &'env Env, timeout_ms: f64, description: Option<String>) -> napi::Result<Object<'env>, Code> {
-    let limit = timeout(timeout_ms)?;
-    let (deferred, promise) = env
-      .create_deferred()
-      .map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
-    let handle = self.handle.clone();
-    self
-      .handle
-      .acquire_async(limit, description, move |outcome| {
-        let value = match outcome {
-          Ok(()) => Either::A(acquired_code(&handle)),
-          Err(e) => Either::B(NativeFailure {
-            code: e.kind().code().to_owned(),
-            message: e.message().to_owned(),
-          }),
-        };
-        deferred.resolve(move |_| Ok(value));
-      })
-      .map_err(js_err)?;
-    Ok(promise)
+    acquire_async(env, &self.handle, timeout_ms, description)
   }
 
   /// Cancel a pending `acquireAsync` (it resolves with `ELOCKCANCELLED`).
@@ -242,5 +238,138 @@ impl NativeLock {
 impl Drop for NativeLock {
   fn drop(&mut self) {
     unregister(self.id, &self.handle);
+  }
+}
+
+/// Start a wait on a proclock waiter thread; the promise resolves with 1 or 2 (see
+/// `acquired_code`), or with a failure `{code, message}` (never rejects: the facade makes the
+/// error objects).
+fn acquire_async<'env>(
+  env: &'env Env,
+  handle: &Arc<Handle>,
+  timeout_ms: f64,
+  description: Option<String>,
+) -> napi::Result<Object<'env>, Code> {
+  let limit = timeout(timeout_ms)?;
+  let (deferred, promise) = env
+    .create_deferred()
+    .map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+  let done_handle = handle.clone();
+  handle
+    .acquire_async(limit, description, move |outcome| {
+      let value = match outcome {
+        Ok(()) => Either::A(acquired_code(&done_handle)),
+        Err(e) => Either::B(NativeFailure {
+          code: e.kind().code().to_owned(),
+          message: e.message().to_owned(),
+        }),
+      };
+      deferred.resolve(move |_| Ok(value));
+    })
+    .map_err(js_err)?;
+  Ok(promise)
+}
+
+/// One handle on a reader-writer lock (file backend): `shared` picks the read half.
+#[napi]
+pub struct NativeRwLock {
+  rw: RwHandle<AnyLock>,
+  ids: [u64; 2],
+}
+
+fn mode(shared: bool) -> Mode {
+  if shared {
+    Mode::Shared
+  } else {
+    Mode::Exclusive
+  }
+}
+
+#[napi]
+impl NativeRwLock {
+  #[napi(constructor)]
+  pub fn new(env: Env, name: String, dir: Option<String>, description: Option<String>) -> napi::Result<Self, Code> {
+    let rw = RwHandle::open(&name, dir.as_deref().map(Path::new), description.unwrap_or_default()).map_err(js_err)?;
+    let ids = [next_id(), next_id()];
+    for (id, half) in ids.iter().zip(rw.halves()) {
+      register(&env, *id, half).map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+    }
+    Ok(NativeRwLock { rw, ids })
+  }
+
+  /// 0: holds nothing; 1: holds the read lock; 2: holds the write lock.
+  #[napi(getter)]
+  pub fn held(&self) -> u32 {
+    match self.rw.held() {
+      None => 0,
+      Some(Mode::Shared) => 1,
+      Some(Mode::Exclusive) => 2,
+    }
+  }
+
+  #[napi(getter)]
+  pub fn uuid(&self) -> String {
+    self.rw.halves()[1].uuid()
+  }
+
+  #[napi]
+  pub fn try_acquire(&self, shared: bool, description: Option<String>) -> napi::Result<bool, Code> {
+    self
+      .rw
+      .half(mode(shared))
+      .and_then(|h| h.try_acquire(description.as_deref()))
+      .map_err(js_err)
+  }
+
+  #[napi]
+  pub fn acquire_sync(&self, shared: bool, timeout_ms: f64, description: Option<String>) -> napi::Result<u32, Code> {
+    let limit = timeout(timeout_ms)?;
+    let half = self.rw.half(mode(shared)).map_err(js_err)?;
+    half.acquire_blocking(limit, description.as_deref()).map_err(js_err)?;
+    Ok(acquired_code(half))
+  }
+
+  #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+  pub fn acquire_async<'env>(
+    &self,
+    env: &'env Env,
+    shared: bool,
+    timeout_ms: f64,
+    description: Option<String>,
+  ) -> napi::Result<Object<'env>, Code> {
+    acquire_async(env, self.rw.half(mode(shared)).map_err(js_err)?, timeout_ms, description)
+  }
+
+  #[napi]
+  pub fn release(&self) -> napi::Result<(), Code> {
+    self.rw.release().map_err(js_err)
+  }
+
+  #[napi]
+  pub fn cancel(&self) {
+    self.rw.cancel();
+  }
+
+  #[napi]
+  pub fn is_locked(&self) -> napi::Result<bool, Code> {
+    self.rw.halves()[1].is_locked().map_err(js_err)
+  }
+
+  #[napi]
+  pub fn owner(&self) -> napi::Result<Option<NativeOwner>, Code> {
+    Ok(self.rw.halves()[1].owner().map_err(js_err)?.map(NativeOwner::from))
+  }
+
+  #[napi]
+  pub fn close(&self) {
+    self.rw.close();
+  }
+}
+
+impl Drop for NativeRwLock {
+  fn drop(&mut self) {
+    for (id, half) in self.ids.iter().zip(self.rw.halves()) {
+      unregister(*id, half);
+    }
   }
 }

@@ -1,0 +1,81 @@
+// singleInstance(): at most one process per name, held until the process exits.
+
+import { createHash } from 'node:crypto'
+import { realpathSync, writeSync } from 'node:fs'
+import { basename, resolve } from 'node:path'
+
+import { AlreadyRunningError, invalidArgType, invalidArgValue } from './errors'
+import { Lock } from './lock'
+import { checkName } from './validate'
+
+export interface SingleInstanceOptions {
+  /** 'exit' (default): print the conflict to stderr and exit with code 1. 'throw': throw AlreadyRunningError. */
+  onConflict?: 'exit' | 'throw'
+  /** Lock directory (namespace). Default: $PROCLOCK_DIR, else the per-user lock directory. */
+  dir?: string
+}
+
+// The primary's lock, referenced for the life of the process (a hold never ends by garbage
+// collection anyway; this only keeps `singleInstance()`'s return value optional to keep).
+const primaries = new Set<Lock>()
+
+/**
+ * The name of "this program": the main script's real path (the executable in Electron, whose
+ * argv[1] is not a script), as exclusiveprocess uses its caller's file. A path longer than a
+ * lock name may be is shortened to its base name plus a hash of the whole.
+ */
+function defaultName(): string {
+  const main = process.versions.electron !== undefined ? process.execPath : (process.argv[1] ?? process.execPath)
+  let path: string
+  try {
+    path = realpathSync(main)
+  } catch {
+    path = resolve(main)
+  }
+  if (Buffer.byteLength(path) <= 255) return path
+  const hash = createHash('sha256').update(path).digest('hex').slice(0, 32)
+  return `${basename(path).slice(0, 100)}#${hash}`
+}
+
+/** The primary's pid, read from the lock file. It may be a moment before the winner has written it. */
+function primaryPid(lock: Lock): number {
+  const nap = new Int32Array(new SharedArrayBuffer(4))
+  for (let i = 0; i < 50; i++) {
+    const owner = lock.owner()
+    if (owner !== null && owner.pid !== 0) return owner.pid
+    Atomics.wait(nap, 0, 0, 2)
+  }
+  return 0
+}
+
+/**
+ * Make this process the only one running under `name` (default: the main script's path) on this
+ * machine, until it exits. Returns the held Lock (file backend: the kernel releases it when the
+ * process dies in any way, so a crashed primary never blocks the next start).
+ *
+ * On conflict, with `onConflict: 'exit'` (the default), prints
+ * `Another '<name>' process is already running (pid <pid>).` to stderr and exits with code 1;
+ * with `'throw'`, throws AlreadyRunningError (code 'EALREADYRUNNING', `.pid`).
+ */
+export function singleInstance(name?: string, options?: SingleInstanceOptions): Lock {
+  const lockName = name === undefined ? defaultName() : checkName(name)
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw invalidArgType('options', 'of type object', options)
+  }
+  const { onConflict = 'exit', dir } = options ?? {}
+  if (onConflict !== 'exit' && onConflict !== 'throw') {
+    throw invalidArgValue('options.onConflict', `must be 'exit' or 'throw'. Received ${String(onConflict)}`)
+  }
+  const lock = new Lock(lockName, { backend: 'file', dir, description: `singleInstance (pid ${process.pid})` })
+  if (lock.tryAcquire()) {
+    primaries.add(lock)
+    return lock
+  }
+  const pid = primaryPid(lock)
+  lock.close()
+  const message = `Another '${lockName}' process is already running (pid ${pid}).`
+  if (onConflict === 'throw') throw new AlreadyRunningError(message, pid)
+  // Written synchronously: process.exit() does not wait for a piped stderr to drain.
+  writeSync(2, `${message}\n`)
+  process.exit(1)
+}
