@@ -86,7 +86,7 @@ pub struct FileLock {
   pid: u32,
   /// The description holding the lock now: the main one (`lock_file.file`, after a successful
   /// try) or a request's own.
-  holding: Mutex<Option<Holding>>,
+  holding: Mutex<Option<(Holding, Record)>>,
   /// This handle's request in the kernel, waited on or parked.
   request: Mutex<Option<Arc<Request>>>,
   /// A description used only to ask what others hold (never holds anything on Linux).
@@ -130,29 +130,35 @@ impl FileLock {
   /// report it. On failure the lock is given back.
   fn granted(&self, holding: Holding, description: &[u8]) -> Result<Acquired> {
     let acquired = match self.mode {
-      Mode::Shared => Ok(Acquired {
-        token: 0,
-        owner_died: false,
-      }),
       Mode::Exclusive => self.lock_file.read_record().and_then(|previous| {
-        let token = previous.token.wrapping_add(1);
-        self.lock_file.write_record(&Record {
+        let record = Record {
           held: true,
           pid: self.pid,
           since_ms: crate::shm_lock::epoch_ms(),
-          token,
+          token: previous.token.wrapping_add(1),
           uuid: self.uuid,
           description: description.to_vec(),
-        })?;
-        Ok(Acquired {
-          token,
-          owner_died: previous.held,
-        })
+        };
+        self.lock_file.write_record(&record)?;
+        Ok((
+          Acquired {
+            token: record.token,
+            owner_died: previous.held,
+          },
+          record,
+        ))
       }),
+      Mode::Shared => Ok((
+        Acquired {
+          token: 0,
+          owner_died: false,
+        },
+        Record::default(),
+      )),
     };
     match acquired {
-      Ok(a) => {
-        *guard(&self.holding) = Some(holding);
+      Ok((a, record)) => {
+        *guard(&self.holding) = Some((holding, record));
         Ok(a)
       }
       Err(e) => {
@@ -253,17 +259,18 @@ impl RawLock for FileLock {
   }
 
   fn unlock(&self) -> Result<()> {
-    let Some(holding) = guard(&self.holding).take() else {
+    let Some((holding, mut record)) = guard(&self.holding).take() else {
       return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"));
     };
     // Say "released cleanly" before letting go, so the next holder does not see ownerDied.
-    // The token stays: the next holder continues from it. If that fails, the lock is still
-    // let go (a lock nobody can release would be worse); the next holder sees ownerDied.
+    // The record is the one we wrote (nobody else writes while we hold), token included: the
+    // next holder continues from it. If the write fails, the lock is still let go (a lock
+    // nobody can release would be worse); the next holder then sees ownerDied.
     let recorded = match self.mode {
-      Mode::Exclusive => self.lock_file.read_record().and_then(|mut record| {
+      Mode::Exclusive => {
         record.held = false;
         self.lock_file.write_record(&record)
-      }),
+      }
       Mode::Shared => Ok(()),
     };
     os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))?;
@@ -272,7 +279,7 @@ impl RawLock for FileLock {
 
   fn abandon(&self) -> Result<()> {
     // Let go without writing "free": the next holder sees ownerDied, as after a crash.
-    let Some(holding) = guard(&self.holding).take() else {
+    let Some((holding, _)) = guard(&self.holding).take() else {
       return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"));
     };
     os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))
