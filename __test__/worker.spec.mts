@@ -17,29 +17,31 @@ const message = (w: Worker) => new Promise<unknown>((resolve, reject) => {
   w.once('error', reject)
 })
 
-test('a worker terminated while holding: the lock is freed and the next holder sees ownerDied', async (t) => {
-  const dir = lockDir()
-  const w = worker(
-    `const { workerData, parentPort } = require('node:worker_threads')
-     const lock = new Lock('w1', { dir: workerData.dir, description: 'held by a worker' })
-     lock.acquireSync()
-     parentPort.postMessage(lock.token)
-     setInterval(() => {}, 1000)`,
-    { dir },
-  )
-  const workerToken = (await message(w)) as bigint
-  const lock = new Lock('w1', { dir })
-  t.false(lock.tryAcquire(), 'the live worker holds it')
-  t.is(lock.owner()?.description, 'held by a worker')
-  t.is(lock.owner()?.pid, process.pid)
-  const waiting = lock.acquire({ timeout: 5000 })
-  await sleep(20)
-  await w.terminate()
-  await waiting
-  t.true(lock.ownerDied)
-  t.true(lock.token! > workerToken)
-  lock.close()
-})
+for (const backend of ['shm', 'file'] as const) {
+  test(`${backend}: a worker terminated while holding: the lock is freed and the next holder sees ownerDied`, async (t) => {
+    const dir = lockDir()
+    const w = worker(
+      `const { workerData, parentPort } = require('node:worker_threads')
+       const lock = new Lock('w1', { backend: workerData.backend, dir: workerData.dir, description: 'held by a worker' })
+       lock.acquireSync()
+       parentPort.postMessage(lock.token)
+       setInterval(() => {}, 1000)`,
+      { dir, backend },
+    )
+    const workerToken = (await message(w)) as bigint
+    const lock = new Lock('w1', { dir, backend })
+    t.false(lock.tryAcquire(), 'the live worker holds it')
+    t.is(lock.owner()?.description, 'held by a worker')
+    t.is(lock.owner()?.pid, process.pid)
+    const waiting = lock.acquire({ timeout: 5000 })
+    await sleep(20)
+    await w.terminate()
+    await waiting
+    t.true(lock.ownerDied)
+    t.true(lock.token! > workerToken)
+    lock.close()
+  })
+}
 
 test('a worker whose lock object was garbage-collected still holds until it ends', async (t) => {
   const dir = lockDir()
@@ -66,28 +68,30 @@ test('a worker whose lock object was garbage-collected still holds until it ends
   lock.close()
 })
 
-test('a worker terminated while waiting leaves nothing behind', async (t) => {
-  const dir = lockDir()
-  const main = new Lock('w3', { dir })
-  main.acquireSync()
-  const w = worker(
-    `const { workerData, parentPort } = require('node:worker_threads')
-     const lock = new Lock('w3', { dir: workerData.dir })
-     lock.acquire().then(() => parentPort.postMessage('acquired'))
-     parentPort.postMessage('waiting')`,
-    { dir },
-  )
-  t.is(await message(w), 'waiting')
-  await sleep(30)
-  await w.terminate()
-  main.release()
-  const other = new Lock('w3', { dir })
-  await sleep(30)
-  t.true(other.tryAcquire(), 'the terminated waiter did not take the lock')
-  t.false(other.ownerDied)
-  other.close()
-  main.close()
-})
+for (const backend of ['shm', 'file'] as const) {
+  test(`${backend}: a worker terminated while waiting leaves nothing behind`, async (t) => {
+    const dir = lockDir()
+    const main = new Lock('w3', { dir, backend })
+    main.acquireSync()
+    const w = worker(
+      `const { workerData, parentPort } = require('node:worker_threads')
+       const lock = new Lock('w3', { backend: workerData.backend, dir: workerData.dir })
+       lock.acquire().then(() => parentPort.postMessage('acquired'))
+       parentPort.postMessage('waiting')`,
+      { dir, backend },
+    )
+    t.is(await message(w), 'waiting')
+    await sleep(30)
+    await w.terminate()
+    main.release()
+    const other = new Lock('w3', { dir, backend })
+    await sleep(30)
+    t.true(other.tryAcquire(), 'the terminated waiter did not take the lock')
+    t.false(other.ownerDied)
+    other.close()
+    main.close()
+  })
+}
 
 test('handles in several workers exclude each other and each has its own owner UUID', async (t) => {
   const dir = lockDir()
