@@ -12,9 +12,9 @@
 //!   of ours (`waiter_pool.rs`, never a libuv thread), on a description opened for that request
 //!   only, while the acquiring thread waits on a condition variable that a timeout or an abort
 //!   ends. A request given up on stays queued in the kernel ("parked"); when it is granted with
-//!   nobody waiting for it, it is unlocked at once. The next acquisition of the same handle
-//!   re-attaches to the parked request instead of queueing another, so a handle never has more
-//!   than one request, thread and extra descriptor in the kernel, however many timeouts it sees.
+//!   nobody waiting for it, it is unlocked at once. The next wait in this process on the same
+//!   lock and mode adopts a parked request instead of queueing another (`parked_requests`), so
+//!   timeouts, aborts and closed handles never pile up threads or descriptors in the kernel.
 //! - **Why a description per request**: the kernel lock belongs to the description it was
 //!   requested on. Had the parked request used the handle's main description, a later
 //!   `tryAcquire` on that description and the parked request's "unlock, nobody wants it" would
@@ -87,7 +87,7 @@ pub struct FileLock {
   /// The description holding the lock now: the main one (`lock_file.file`, after a successful
   /// try) or a request's own.
   holding: Mutex<Option<(Holding, Record)>>,
-  /// This handle's request in the kernel, waited on or parked.
+  /// The request this handle waits on (or last waited on), for `interrupt`.
   request: Mutex<Option<Arc<Request>>>,
   /// A description used only to ask what others hold (never holds anything on Linux).
   probe_file: OnceLock<File>,
@@ -168,42 +168,72 @@ impl FileLock {
     }
   }
 
-  /// Start a blocking request on a description of its own, or re-attach to the parked one.
+  /// Start a blocking request on a description of its own, or adopt a parked one.
   fn request(&self) -> Result<Arc<Request>> {
-    let mut slot = guard(&self.request);
-    if let Some(parked) = slot.as_ref() {
-      let mut st = guard(&parked.state);
-      if !st.finished {
-        st.wanted = true;
-        drop(st);
-        return Ok(parked.clone());
-      }
-    }
-    let file = self.lock_file.reopen(&self.dir)?;
-    let request = Arc::new(Request {
-      state: Mutex::new(RequestState {
-        wanted: true,
-        finished: false,
-        outcome: None,
-      }),
-      done: Condvar::new(),
+    let key = (self.lock_file.path.clone(), self.mode);
+    let mut parked = guard(parked_requests());
+    let adopted = parked.get(&key).and_then(|queued| {
+      queued.iter().find(|r| {
+        let mut st = guard(&r.state);
+        let free = !st.finished && !st.wanted;
+        st.wanted |= free;
+        free
+      })
     });
-    *slot = Some(request.clone());
-    let (asker, mode) = (request.clone(), self.mode);
-    waiter_pool::run(Box::new(move || {
-      let outcome = os::lock(&file, mode);
-      let mut st = guard(&asker.state);
-      st.finished = true;
-      if st.wanted {
-        st.outcome = Some(outcome.map(|()| file));
-        asker.done.notify_all();
-      } else if outcome.is_ok() {
-        // Granted to nobody: give it back (closing `file` would too; unlock says so).
-        let _ = os::unlock(&file);
+    let request = match adopted {
+      Some(r) => r.clone(),
+      None => {
+        let file = self.lock_file.reopen(&self.dir)?;
+        let request = Arc::new(Request {
+          state: Mutex::new(RequestState {
+            wanted: true,
+            finished: false,
+            outcome: None,
+          }),
+          done: Condvar::new(),
+        });
+        parked.entry(key.clone()).or_default().push(request.clone());
+        let (asker, mode) = (request.clone(), self.mode);
+        waiter_pool::run(Box::new(move || {
+          let outcome = os::lock(&file, mode);
+          {
+            let mut st = guard(&asker.state);
+            st.finished = true;
+            if st.wanted {
+              st.outcome = Some(outcome.map(|()| file));
+              asker.done.notify_all();
+            } else if outcome.is_ok() {
+              // Granted to nobody: give it back (closing `file` would too; unlock says so).
+              let _ = os::unlock(&file);
+            }
+          }
+          let mut parked = guard(parked_requests());
+          if let Some(queued) = parked.get_mut(&key) {
+            queued.retain(|r| !Arc::ptr_eq(r, &asker));
+            if queued.is_empty() {
+              parked.remove(&key);
+            }
+          }
+        }));
+        request
       }
-    }));
+    };
+    drop(parked);
+    *guard(&self.request) = Some(request.clone());
     Ok(request)
   }
+}
+
+type Parked = HashMap<(PathBuf, Mode), Vec<Arc<Request>>>;
+
+/// Every blocking request of this process still in the kernel, by lock file and mode, so that
+/// a wait can adopt one that was given up on (by any handle on the same lock) instead of
+/// queueing another. The number of threads and descriptors stuck in the kernel on one lock is
+/// then at most the number of waits this process ever had *at once* on it, however many
+/// timeouts, aborts and closed handles came and went.
+fn parked_requests() -> &'static Mutex<Parked> {
+  static PARKED: OnceLock<Mutex<Parked>> = OnceLock::new();
+  PARKED.get_or_init(Default::default)
 }
 
 impl RawLock for FileLock {
@@ -380,7 +410,7 @@ mod tests {
     assert!(matches!(waited, Err(Stop::TimedOut)));
     assert!(t0.elapsed() >= Duration::from_millis(50));
     a.unlock().unwrap();
-    // b's timed-out request is parked; the next wait re-attaches to it and wins.
+    // b's timed-out request is parked; the next wait adopts it and wins.
     let second = b
       .lock(b"b", Some(Instant::now() + Duration::from_secs(5)), &never)
       .unwrap()
@@ -420,6 +450,32 @@ mod tests {
     assert!(waiter.join().unwrap().is_ok());
     assert!(t0.elapsed() < Duration::from_secs(1));
     b.unlock().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[test]
+  fn waits_given_up_on_do_not_pile_up_in_the_kernel() {
+    let dir = scratch("pile");
+    let holder = open(&dir, Mode::Exclusive);
+    holder.try_lock(b"", true).unwrap().unwrap();
+    // 20 handles in turn each wait 5 ms, give up, and are dropped.
+    for _ in 0..20 {
+      let waiter = open(&dir, Mode::Exclusive);
+      let soon = Some(Instant::now() + Duration::from_millis(5));
+      assert!(matches!(waiter.lock(b"", soon, &|| false).unwrap(), Err(Stop::TimedOut)));
+    }
+    let key = (holder.lock_file.path.clone(), Mode::Exclusive);
+    let queued = || guard(parked_requests()).get(&key).map_or(0, Vec::len);
+    assert_eq!(queued(), 1, "each wait adopted the request the previous one gave up on");
+    holder.unlock().unwrap();
+    // Granted to nobody, the parked request gives the lock back and leaves the table.
+    let t0 = Instant::now();
+    while queued() > 0 && t0.elapsed() < Duration::from_secs(5) {
+      std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(queued(), 0);
+    assert!(holder.try_lock(b"", true).unwrap().is_some());
+    holder.unlock().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
   }
 

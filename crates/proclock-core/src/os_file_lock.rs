@@ -28,7 +28,7 @@ use std::io;
 #[cfg(any(target_os = "linux", windows))]
 pub const LOCK_OFFSET: u64 = 1 << 40;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
   /// Many holders at once (readers).
   Shared,
