@@ -315,6 +315,20 @@ impl RawLock for ShmLock {
   fn uuid(&self) -> [u8; 16] {
     self.uuid
   }
+
+  fn force_release(&self) -> Result<bool> {
+    let slot = self.slot();
+    lock_word::force_release(&slot.cell, self.me, &self.env(false), |holder| self.space.settled(slot, holder)).map_err(|u| {
+      let pid = self.space.liveness.holder_process(u.holder).map_or(0, |(pid, _)| pid);
+      Error::new(
+        ErrorKind::Timeout,
+        format!(
+          "the holder (pid {pid}) did not finish taking the lock within {} ms (is it stopped?); it still holds it",
+          FORCE_SETTLE_LIMIT.as_millis()
+        ),
+      )
+    })
+  }
 }
 
 /// Wall-clock milliseconds for `since` (diagnostics only; no timeout reads the wall clock).
@@ -339,4 +353,129 @@ fn not_held() -> Error {
     ErrorKind::NotHeld,
     "this handle does not hold the lock (it was released, or forcibly taken away)",
   )
+}
+
+/// How long a forced release waits for the holder it takes the lock from to finish acquiring
+/// (see [`ShmSpace::settled`]) before giving the lock back and failing.
+pub const FORCE_SETTLE_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long the holder's record must stay unchanged before a forced release trusts it.
+pub const FORCE_SETTLE_GRACE: Duration = Duration::from_millis(10);
+
+impl ShmSpace {
+  /// The space of an existing lock directory that already has shm locks, `None` otherwise.
+  /// Creates nothing where there is nothing: looking at locks must not make a lock directory
+  /// or a lock table appear (in a directory in use it registers this process, like any user).
+  pub fn existing(dir: Option<&Path>) -> Result<Option<Arc<ShmSpace>>> {
+    let path = LockDir::resolve_path(dir)?;
+    match std::fs::symlink_metadata(&path) {
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+      // Anything else (a symlink, someone else's directory) is for `get` to refuse properly.
+      _ => {}
+    }
+    if !crate::slot_table::has_segments(&LockDir::open(&path)?)? {
+      return Ok(None);
+    }
+    ShmSpace::get(dir).map(Some)
+  }
+
+  /// The holder of `name` (alive or not), without claiming a slot for it. `None`: free, or
+  /// never used in this directory.
+  pub fn inspect(&self, name: &LockName) -> Result<Option<OwnerInfo>> {
+    Ok(self.table.find(&self.dir, name)?.and_then(|r| self.owner_of(r.slot())))
+  }
+
+  /// Every lock of this directory that has ever been opened, with its holder, in table order.
+  pub fn list(&self) -> Result<Vec<(String, Option<OwnerInfo>)>> {
+    Ok(
+      self
+        .table
+        .all(&self.dir)?
+        .into_iter()
+        .map(|(name, r)| (name, self.owner_of(r.slot())))
+        .collect(),
+    )
+  }
+
+  /// Step 2 of a forced release (`lock_word::force_release`): the forcing handle now holds
+  /// `slot`; has `holder`, whom it took the lock from, finished acquiring (stored its token)?
+  ///
+  /// A holder's record names it, with the token it was granted, once it has finished. But a
+  /// holder that released and took the lock again through the fast path looks, until it
+  /// stores its new token, exactly like one still holding its previous token: same word, same
+  /// record, same counter. It is only ever a few instructions from storing it, so the answer
+  /// is "finished" once the record names the holder with the counter's token and stays so for
+  /// `FORCE_SETTLE_GRACE`. A holder whose process is dead will store nothing more. Waits at
+  /// most `FORCE_SETTLE_LIMIT`; `false` then (a holder stopped in the middle of acquiring).
+  fn settled(&self, slot: &Slot, holder: u64) -> bool {
+    use crate::sync::Ordering::Relaxed;
+    let deadline = Instant::now() + FORCE_SETTLE_LIMIT;
+    let mut seen = None;
+    loop {
+      if self.liveness.holder_is_dead(holder, &slot.record, &self.dir) {
+        return true;
+      }
+      // The record first: a complete record (even seq, read with Acquire) makes the holder's
+      // earlier counter store visible to the load that follows.
+      let recorded = slot.record.read().filter(|r| r.holder == holder).map(|r| r.token);
+      let now = recorded.filter(|&t| t == slot.cell.token.load(Relaxed));
+      if now.is_some() && now == seen {
+        return true;
+      }
+      seen = now;
+      if Instant::now() >= deadline {
+        return false;
+      }
+      std::thread::sleep(FORCE_SETTLE_GRACE);
+    }
+  }
+}
+
+impl ShmLock {
+  /// A handle on `name` if the name already has a slot in an existing directory; `None`
+  /// otherwise, with nothing created. For a forced release of a lock that may not exist.
+  pub fn open_existing(name: &str, dir: Option<&Path>) -> Result<Option<ShmLock>> {
+    let lock_name = LockName::new(name)?;
+    let Some(space) = ShmSpace::existing(dir)? else {
+      return Ok(None);
+    };
+    if space.table.find(&space.dir, &lock_name)?.is_none() {
+      return Ok(None);
+    }
+    // The slot exists and slots are never freed, so this finds it rather than claiming one.
+    ShmLock::open(name, dir).map(Some)
+  }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+  use crate::sync::Ordering::Relaxed;
+
+  #[test]
+  fn a_forced_release_waits_for_the_holder_to_finish_acquiring() {
+    let p = std::env::temp_dir().join(format!("proclock-force-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    let holder = ShmLock::open("mid", Some(&p)).unwrap();
+    let forcer = ShmLock::open("mid", Some(&p)).unwrap();
+    let cell = &holder.slot().cell;
+    // The holder has won the word and stored its token, but not yet written its record: it is
+    // in the middle of acquiring. A forced release must not free the lock under it.
+    let acquired = lock_word::try_fast(cell, holder.id()).unwrap();
+    let started = Instant::now();
+    let err = forcer.force_release().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(started.elapsed() >= FORCE_SETTLE_LIMIT);
+    assert_eq!(cell.word.load(Relaxed), holder.id(), "the hold was given back untouched");
+    // Once it has finished acquiring, the forced release goes through.
+    holder.granted(acquired, b"");
+    let started = Instant::now();
+    assert!(forcer.force_release().unwrap());
+    assert!(started.elapsed() >= FORCE_SETTLE_GRACE, "the record is trusted once it stays put");
+    assert_eq!(holder.unlock().unwrap_err().kind(), ErrorKind::NotHeld);
+    let next = forcer.try_lock(b"", true).unwrap().unwrap();
+    assert!(next.owner_died);
+    assert!(next.token > acquired.token);
+    std::fs::remove_dir_all(&p).unwrap();
+  }
 }
