@@ -54,7 +54,8 @@ export function list(options?: { dir?: string }): LockState[] {
  * is not told: it carries on as if it held the lock, until its next `release()` throws
  * `LockNotHeldError`. The next acquirer sees `ownerDied === true` and gets a larger token than
  * the old holder's, so a resource that checks fencing tokens refuses the old holder's writes.
- * Blocks for about 10 ms (up to 1 s if the holder is in the middle of acquiring).
+ * Blocks for about 10 ms while it makes sure the holder has finished acquiring (at most 1 s, for
+ * a holder stopped in the middle of acquiring; see the README).
  */
 export function forceRelease(name: string, options?: LockOptions): boolean {
   checkName(name)

@@ -51,8 +51,9 @@ pub trait RawLock: Send + Sync {
   /// End the current hold of this lock, whoever holds it (`forceRelease`; dangerous, for
   /// operators). `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards:
   /// the old holder's next release fails with `NotHeld`; the next acquirer is told
-  /// `owner_died`; its token is larger than the old holder's. Called on a handle that does not
-  /// hold the lock (normally one opened just for this).
+  /// `owner_died`; its token is larger than the old holder's (the backend waits, within a bound,
+  /// for the old holder to finish acquiring). Called on a handle that does not hold the lock
+  /// (normally one opened just for this).
   fn force_release(&self) -> Result<bool>;
 }
 
