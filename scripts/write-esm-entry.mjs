@@ -1,7 +1,7 @@
 // Writes dist/index.mjs and dist/index.d.mts: the ESM entry re-exports the CommonJS build, so
 // `import` and `require` share one module instance (one set of error classes, one registry of
 // held locks) instead of two diverging copies.
-import { writeFileSync } from 'node:fs'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
@@ -15,3 +15,5 @@ writeFileSync(
 )
 writeFileSync(new URL('index.d.mts', dist), `export * from './index.js'\n`)
 console.log(`dist/index.mjs: ${names.length} exports`)
+// The `proclock` bin: executable in the work tree too (npm sets the bit when it installs a package).
+chmodSync(new URL('cli.js', dist), 0o755)

@@ -51,10 +51,27 @@ export declare class NativeRwLock {
   close(): void
 }
 
+/** End the current hold of a lock, whoever holds it; false if it was not held. */
+export declare function forceRelease(backend: string, name: string, dir?: string | undefined | null): boolean
+
+/** The state of one lock, without taking it or creating anything. */
+export declare function inspectLock(backend: string, name: string, dir?: string | undefined | null): NativeLockState
+
+/** Every lock of every backend in the lock directory. */
+export declare function listLocks(dir?: string | undefined | null): Array<NativeLockState>
+
 /** Why an asynchronous acquisition did not succeed. */
 export interface NativeFailure {
   code: string
   message: string
+}
+
+/** One lock as seen from outside. */
+export interface NativeLockState {
+  backend: string
+  name: string
+  locked: boolean
+  owner?: NativeOwner
 }
 
 /** Holder of a lock as seen from JS. */

@@ -4,6 +4,8 @@ export { Lock, withLock, type Hold, type OwnerInfo } from './lock'
 export { RwLock, type RwHeld } from './rw-lock'
 export { singleInstance, type SingleInstanceOptions } from './single-instance'
 export type { AcquireOptions, Backend, LockOptions } from './validate'
+export { forceRelease, inspect, list, type LockState } from './inspect'
+export type { AcquiredMessage, OwnerDiedMessage, ReleasedMessage, TimeoutMessage } from './diagnostics'
 export {
   AlreadyRunningError,
   LockClosedError,

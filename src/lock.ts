@@ -3,6 +3,7 @@
 // tokens) is the core's; this file only translates.
 
 import { NativeLock, type NativeFailure } from './binding.cjs'
+import * as diagnostics from './diagnostics'
 import { abortError, fromNative, LockClosedError, LockNotHeldError, LockTimeoutError } from './errors'
 import {
   type AcquireOptions,
@@ -128,7 +129,9 @@ export class Lock implements Disposable, AsyncDisposable {
   tryAcquire(options?: { description?: string }): boolean {
     const description = options === undefined ? undefined : checkTryOptions(options)
     try {
-      return description === undefined ? this.#try() : this.#tryDescribed(description)
+      const got = description === undefined ? this.#try() : this.#tryDescribed(description)
+      if (got && diagnostics.observed()) this.#announce(0)
+      return got
     } catch (error) {
       throw fromNative(error)
     }
@@ -139,7 +142,15 @@ export class Lock implements Disposable, AsyncDisposable {
     const o = checkAcquireOptions(options)
     if (o.signal?.aborted) throw abortError(o.signal)
     if (this.#takeIfFree(o.description)) return
-    native(() => this.#native.acquireSync(o.timeout, o.description))
+    const start = performance.now()
+    diagnostics.waiting(this, o.timeout)
+    try {
+      native(() => this.#native.acquireSync(o.timeout, o.description))
+    } catch (error) {
+      if (error instanceof LockTimeoutError && diagnostics.timeoutObserved()) diagnostics.timedOut(this, o.timeout)
+      throw error
+    }
+    if (diagnostics.observed()) this.#announce(performance.now() - start)
   }
 
   /** Wait for the lock without blocking the event loop or the libuv pool. */
@@ -150,6 +161,7 @@ export class Lock implements Disposable, AsyncDisposable {
       // A single try, here on the calling thread (with the liveness probe, so a dead holder's
       // lock is taken over).
       if (this.tryAcquire(o.description === undefined ? undefined : o)) return
+      if (diagnostics.timeoutObserved()) diagnostics.timedOut(this, 0)
       throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
     }
     if (this.#takeIfFree(o.description)) return
@@ -160,19 +172,30 @@ export class Lock implements Disposable, AsyncDisposable {
   // thread; anything else (including a dead holder) is left to the wait.
   #takeIfFree(description: string | undefined): boolean {
     try {
-      return description === undefined ? this.#tryUncontended() : this.#tryUncontended(description)
+      const got = description === undefined ? this.#tryUncontended() : this.#tryUncontended(description)
+      if (got && diagnostics.observed()) this.#announce(0)
+      return got
     } catch (error) {
       throw fromNative(error)
     }
   }
 
   async #wait({ timeout, signal, description }: CheckedAcquireOptions): Promise<void> {
+    const start = performance.now()
+    diagnostics.waiting(this, timeout)
     const pending = native(() => this.#native.acquireAsync(timeout, description))
-    await settle(pending, signal, () => this.#native.cancel(), () => this.release())
+    try {
+      await settle(pending, signal, () => this.#native.cancel(), () => this.release())
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'ELOCKTIMEOUT' && diagnostics.timeoutObserved()) diagnostics.timedOut(this, timeout)
+      throw error
+    }
+    if (diagnostics.observed()) this.#announce(performance.now() - start)
   }
 
   /** Release the lock (or one level of a reentrant hold). Throws LockNotHeldError if not held. */
   release(): void {
+    if (diagnostics.observed()) return this.#releaseObserved()
     try {
       this.#release()
     } catch (error) {
@@ -220,7 +243,9 @@ export class Lock implements Disposable, AsyncDisposable {
 
   /** Release if held, reject a pending acquire with LockClosedError; idempotent. */
   close(): void {
+    const token = diagnostics.observed() && this.#native.held ? this.#native.token() : null
     this.#native.close()
+    if (token !== null) diagnostics.released(this, token)
   }
 
   [Symbol.dispose](): void {
@@ -229,6 +254,22 @@ export class Lock implements Disposable, AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.close()
+  }
+
+  // Diagnostics (diagnostics.ts): only ever called when someone listens.
+  #announce(waitedMs: number): void {
+    diagnostics.acquired(this, this.#native.token() ?? 0n, this.#native.ownerDied, waitedMs)
+  }
+
+  #releaseObserved(): void {
+    const token = this.#native.token()
+    try {
+      this.#release()
+    } catch (error) {
+      throw fromNative(error)
+    }
+    // A reentrant hold is released by its last release() only.
+    if (token !== null && !this.#native.held) diagnostics.released(this, token)
   }
 }
 

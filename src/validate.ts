@@ -117,3 +117,8 @@ export function checkTryOptions(value: unknown): string | undefined {
 export function checkFunction(fn: unknown, name: string): void {
   if (typeof fn !== 'function') throw invalidArgType(name, 'of type function', fn)
 }
+
+/** `list()` options: only `dir`, checked as for a Lock. */
+export function checkListOptions(value: unknown): { dir: string | undefined } {
+  return { dir: checkLockOptions({ dir: options(value, 'options').dir }).dir }
+}

@@ -6,6 +6,7 @@
 #![deny(clippy::all)]
 
 mod fast_path;
+mod inspect;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

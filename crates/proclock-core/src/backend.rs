@@ -87,4 +87,7 @@ impl RawLock for AnyLock {
   fn uuid(&self) -> [u8; 16] {
     dispatch!(self, l => l.uuid())
   }
+  fn force_release(&self) -> Result<bool> {
+    dispatch!(self, l => l.force_release())
+  }
 }

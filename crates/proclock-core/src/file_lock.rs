@@ -30,6 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::inspect::Seen;
 use crate::lock_dir::LockDir;
 use crate::lock_file::{LockFile, Record};
 use crate::name::LockName;
@@ -103,7 +104,18 @@ impl FileLock {
     let name = LockName::new(name)?;
     let dir = lock_dir(dir)?;
     let lock_file = LockFile::open(&dir, &name)?;
-    Ok(FileLock {
+    Ok(FileLock::with(dir, lock_file, mode))
+  }
+
+  /// Open the lock of `name` if its lock file exists; creates nothing (not even the directory).
+  pub fn open_existing(name: &str, dir: Option<&Path>, mode: Mode) -> Result<Option<FileLock>> {
+    let name = LockName::new(name)?;
+    let Some(dir) = existing_dir(dir)? else { return Ok(None) };
+    Ok(LockFile::open_existing(&dir, &name)?.map(|lock_file| FileLock::with(dir, lock_file, mode)))
+  }
+
+  fn with(dir: Arc<LockDir>, lock_file: LockFile, mode: Mode) -> FileLock {
+    FileLock {
       dir,
       lock_file,
       mode,
@@ -112,7 +124,7 @@ impl FileLock {
       holding: Mutex::new(None),
       request: Mutex::new(None),
       probe_file: OnceLock::new(),
-    })
+    }
   }
 
   fn io_error(&self, what: &str, e: std::io::Error) -> Error {
@@ -329,34 +341,35 @@ impl RawLock for FileLock {
   }
 
   fn owner(&self) -> Result<Option<OwnerInfo>> {
-    let held_by = self.probe()?;
-    let record = self.lock_file.read_record()?;
-    let info = |alive: bool| OwnerInfo {
-      pid: record.pid,
-      uuid: format_uuid(&record.uuid),
-      description: String::from_utf8_lossy(&record.description).into_owned(),
-      since_ms: record.since_ms,
-      token: record.token,
-      alive,
-    };
-    Ok(match (held_by, record.held) {
-      // Held exclusively, and the holder has recorded itself.
-      (Some(Mode::Exclusive), true) => Some(info(true)),
-      // Held exclusively, by a holder between the grant and its record write (or between its
-      // "free" write and the unlock): who it is cannot be told yet.
-      (Some(Mode::Exclusive), false) => Some(OwnerInfo {
-        pid: 0,
-        uuid: String::new(),
-        description: String::new(),
-        since_ms: 0,
-        token: record.token,
-        alive: true,
-      }),
-      // Free, but the last exclusive holder died holding: the next acquirer sees ownerDied.
-      (None, true) => Some(info(false)),
-      // Free, or held by readers only (who have no owner record).
-      _ => None,
-    })
+    seen(&self.lock_file, self.probe_file()?).map(|s| s.owner)
+  }
+
+  /// A kernel file lock cannot be taken from a live process: the kernel ends it only when the
+  /// holder's description closes. So a forced release frees nothing a live holder has; it
+  /// refuses, naming the holder, rather than pretending. A dead holder's lock is already free
+  /// (the next acquirer takes over and sees `ownerDied`), so there is nothing to end either.
+  fn force_release(&self) -> Result<bool> {
+    match os::probe(self.probe_file()?).map_err(|e| self.io_error("probing", e))? {
+      None => Ok(false),
+      Some(Mode::Shared) => Err(Error::new(
+        ErrorKind::Permission,
+        format!(
+          "{} is held by readers; a kernel file lock cannot be taken from a live process",
+          self.lock_file.path.display()
+        ),
+      )),
+      Some(Mode::Exclusive) => {
+        let pid = self.lock_file.read_record().map(|r| r.pid).unwrap_or(0);
+        Err(Error::new(
+          ErrorKind::Permission,
+          format!(
+            "the file lock {} is held by a live process (pid {pid}); the kernel does not let anyone take a file lock from \
+             its holder: stop that process to free it",
+            self.lock_file.path.display()
+          ),
+        ))
+      }
+    }
   }
 
   fn uuid(&self) -> [u8; 16] {
@@ -365,16 +378,96 @@ impl RawLock for FileLock {
 }
 
 impl FileLock {
-  fn probe(&self) -> Result<Option<Mode>> {
-    let file = match self.probe_file.get() {
-      Some(f) => f,
-      None => {
-        let f = self.lock_file.reopen(&self.dir)?;
-        self.probe_file.get_or_init(|| f)
-      }
-    };
-    os::probe(file).map_err(|e| self.io_error("probing", e))
+  /// The description this handle asks through (never the one it holds with).
+  fn probe_file(&self) -> Result<&File> {
+    if let Some(f) = self.probe_file.get() {
+      return Ok(f);
+    }
+    let f = self.lock_file.reopen(&self.dir)?;
+    Ok(self.probe_file.get_or_init(|| f))
   }
+
+  fn probe(&self) -> Result<Option<Mode>> {
+    os::probe(self.probe_file()?).map_err(|e| self.io_error("probing", e))
+  }
+}
+
+/// Whether `lock_file` is held, and by whom, asked through `probe`, a description that holds
+/// nothing.
+fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
+  let held_by = os::probe(probe).map_err(|e| Error::io(format!("probing {}", lock_file.path.display()), e))?;
+  let record = lock_file.read_record()?;
+  let info = |alive: bool| OwnerInfo {
+    pid: record.pid,
+    uuid: format_uuid(&record.uuid),
+    description: String::from_utf8_lossy(&record.description).into_owned(),
+    since_ms: record.since_ms,
+    token: record.token,
+    alive,
+  };
+  let owner = match (held_by, record.held) {
+    // Held exclusively, and the holder has recorded itself.
+    (Some(Mode::Exclusive), true) => Some(info(true)),
+    // Held exclusively, by a holder between the grant and its record write (or between its
+    // "free" write and the unlock): who it is cannot be told yet.
+    (Some(Mode::Exclusive), false) => Some(OwnerInfo {
+      pid: 0,
+      uuid: String::new(),
+      description: String::new(),
+      since_ms: 0,
+      token: record.token,
+      alive: true,
+    }),
+    // Free, but the last exclusive holder died holding: the next acquirer sees ownerDied.
+    (None, true) => Some(info(false)),
+    // Free, or held by readers only (who have no owner record).
+    _ => None,
+  };
+  Ok(Seen {
+    locked: held_by.is_some(),
+    owner,
+  })
+}
+
+/// The lock directory `dir` would resolve to, if it exists; creates nothing.
+fn existing_dir(dir: Option<&Path>) -> Result<Option<Arc<LockDir>>> {
+  match std::fs::symlink_metadata(LockDir::resolve_path(dir)?) {
+    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    // Anything else (a symlink, someone else's directory) is for `lock_dir` to refuse properly.
+    _ => lock_dir(dir).map(Some),
+  }
+}
+
+/// The holder of file lock `name` (alive or not), without creating anything.
+pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
+  let Some(dir) = existing_dir(dir)? else {
+    return Ok(Seen::default());
+  };
+  match LockFile::open_existing(&dir, name)? {
+    Some(lf) => seen(&lf, &lf.file),
+    None => Ok(Seen::default()),
+  }
+}
+
+/// Every file lock in the directory: its readable name and holder. Files that are not
+/// proclock lock files are left out (their names say nothing proclock could report).
+pub fn list(dir: Option<&Path>) -> Result<Vec<(String, Seen)>> {
+  let Some(dir) = existing_dir(dir)? else { return Ok(Vec::new()) };
+  let entries = std::fs::read_dir(dir.path()).map_err(|e| Error::io(format!("listing {}", dir.path().display()), e))?;
+  let mut out = Vec::new();
+  for entry in entries {
+    let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.path().display()), e))?;
+    let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+      continue;
+    };
+    if !(file_name.starts_with("file-") && file_name.ends_with(".lock")) {
+      continue;
+    }
+    if let Some((name, lf)) = LockFile::open_found(&dir, &file_name)? {
+      out.push((name, seen(&lf, &lf.file)?));
+    }
+  }
+  Ok(out)
 }
 
 #[cfg(test)]

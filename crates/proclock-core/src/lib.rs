@@ -22,6 +22,7 @@
 //! | `handle.rs` | reentrancy, close, abandon and async waits, for every backend |
 //! | `waiter_pool.rs` | the threads async waits sleep on |
 //! | `process_info.rs` | pid and process start identity per OS |
+//! | `inspect.rs` | looking at locks from outside: inspect, list, forced release, per backend |
 
 pub mod error;
 pub mod lock_word;
@@ -37,6 +38,8 @@ pub mod file_lock;
 pub mod handle;
 #[cfg(not(loom))]
 pub mod holder_record;
+#[cfg(not(loom))]
+pub mod inspect;
 #[cfg(not(loom))]
 pub mod liveness;
 #[cfg(not(loom))]

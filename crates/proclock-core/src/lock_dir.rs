@@ -53,10 +53,16 @@ pub struct DirLock {
 impl LockDir {
   /// The directory to use: `explicit` (the `dir` option), else `PROCLOCK_DIR`, else the default.
   pub fn resolve(explicit: Option<&Path>) -> Result<LockDir> {
+    LockDir::open(&LockDir::resolve_path(explicit)?)
+  }
+
+  /// The path [`LockDir::resolve`] would open, without creating or opening anything (so that
+  /// looking at locks never creates a lock directory).
+  pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
     let from_env = std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     match explicit.map(Path::to_path_buf).or(from_env) {
-      Some(p) => LockDir::open(&std::path::absolute(&p).map_err(|e| Error::io(p.display(), e))?),
-      None => LockDir::open(&imp::default_dir()?),
+      Some(p) => std::path::absolute(&p).map_err(|e| Error::io(p.display(), e)),
+      None => imp::default_dir(),
     }
   }
 

@@ -201,24 +201,59 @@ impl LockFile {
   pub fn open(dir: &LockDir, name: &LockName) -> Result<LockFile> {
     let file_name = name.file_name();
     let path = dir.path().join(&file_name);
-    let file = match dir.open_existing(&file_name)? {
+    LockFile::checked(name, LockFile::create(dir, name, &file_name, &path)?, path)
+  }
+
+  /// Open the lock file of `name` if it exists; creates nothing.
+  pub fn open_existing(dir: &LockDir, name: &LockName) -> Result<Option<LockFile>> {
+    let file_name = name.file_name();
+    let path = dir.path().join(&file_name);
+    match dir.open_existing(&file_name)? {
+      Some(file) => LockFile::checked(name, file, path).map(Some),
+      None => Ok(None),
+    }
+  }
+
+  /// Open a lock file found in the directory (by `list`), whatever its name: `None` if it
+  /// vanished or is not a proclock lock file.
+  pub fn open_found(dir: &LockDir, file_name: &str) -> Result<Option<(String, LockFile)>> {
+    let Some(file) = dir.open_existing(file_name)? else {
+      return Ok(None);
+    };
+    let lf = LockFile {
+      file,
+      path: dir.path().join(file_name),
+    };
+    Ok(
+      lf.stored_name()?
+        .filter(|n| LockName::new(n).is_ok_and(|n| n.file_name() == file_name))
+        .map(|n| (n, lf)),
+    )
+  }
+
+  fn create(dir: &LockDir, name: &LockName, file_name: &str, path: &std::path::Path) -> Result<File> {
+    Ok(match dir.open_existing(file_name)? {
       Some(f) => f,
       None => {
         let _creating = dir.lock()?;
         // Re-check under the directory lock: another process may have published it meanwhile.
-        if dir.open_existing(&file_name)?.is_none() {
+        if dir.open_existing(file_name)?.is_none() {
           let record = Record::default().encode();
-          dir.publish(&file_name, FILE_SIZE, |f| {
+          dir.publish(file_name, FILE_SIZE, |f| {
             write_at(f, &header(name.as_str()), 0)
               .and_then(|()| write_at(f, &record, RECORD_AT))
               .map_err(|e| Error::io(format!("writing {}", path.display()), e))
           })?;
         }
         dir
-          .open_existing(&file_name)?
+          .open_existing(file_name)?
           .ok_or_else(|| Error::io(path.display(), io::ErrorKind::NotFound.into()))?
       }
-    };
+    })
+  }
+
+  /// Check that `file` is the lock file of `name`.
+  fn checked(name: &LockName, file: File, path: std::path::PathBuf) -> Result<LockFile> {
     let lf = LockFile { file, path };
     match lf.stored_name()? {
       Some(stored) if stored == name.as_str() => Ok(lf),

@@ -32,9 +32,11 @@
 //! | HELD `me` (+W)      | FREE               | the holder (release); wakes one sleeper if W    |
 //! | HELD `me` (+W)      | ABANDONED          | the holder's environment teardown; wakes if W   |
 //! | HELD `h` (+W)       | `me` (+W kept)     | a contender that proved `h`'s process dead      |
+//! | HELD `h` (+W)       | `me`, then ABANDONED | an operator's forced release ([`force_release`]) |
 //!
 //! Only the holder ever clears its own id, so a live holder is never stolen from; the takeover
-//! edge is guarded by the liveness check, which must never call a live process dead.
+//! edge is guarded by the liveness check, which must never call a live process dead. The one
+//! exception is explicit: a forced release, which someone asked for by name.
 //!
 //! # Sleeping, and why no wake-up is lost
 //!
@@ -342,6 +344,54 @@ pub fn wake_all<E: WaitEnv>(cell: &LockCell, env: &E) {
   wake(cell, env, i32::MAX);
 }
 
+/// End whatever hold the lock has, on an operator's explicit request (`forceRelease`,
+/// `proclock release --force`). `me` is the forcing handle's own id (a live handle that does
+/// not hold the lock). `settle(h)` waits until holder `h` has finished its acquisition, i.e.
+/// has stored its fencing token (or can never store it: its process is dead), or until a
+/// bound the caller chooses. Returns false if nothing was held (FREE, or ABANDONED, which is
+/// already free), true once the hold was ended; the word is then ABANDONED.
+///
+/// This is a fifth edge in the transition table, `HELD h (+W) -> me (+W kept) -> ABANDONED`,
+/// the only one that takes a lock from a holder not proven dead. Why each step is safe:
+///
+/// 1. **Take the word, don't free it.** A CAS from the holder's exact word to our own id (W
+///    kept, so sleepers are still woken later). From here on the lock is held by a live handle
+///    (ours): no contender can take it, and the old holder's release fails its CAS and reports
+///    `NotHeld`, exactly as after a takeover. Ids are never reissued, so the old holder can
+///    never mistake a later word for its own.
+/// 2. **Wait until the old holder's token is written.** A holder stores its token with a plain
+///    load and store right after winning the word (see "Fencing tokens"). Were the lock freed
+///    while that store is still to come, the next holder could read the old counter and get
+///    the same token as the forced-out holder, or the late store could move the counter back.
+///    While we hold the word nobody else writes the counter, so once the holder's store has
+///    happened the counter is final, and every later token is larger than the forced-out
+///    holder's.
+/// 3. **Free it as ABANDONED, always**, through the same path as any hold that ends without a
+///    release (it wakes one sleeper if W is set). The next holder is told `owner_died`: the
+///    forced-out holder may have left its work half-done, just as a crashed one would. The word
+///    is never given back to the old holder, even if `settle` gave up: between its last look
+///    and a give-back, the holder could finish acquiring and try to release (failing, since we
+///    hold the word), and would then never release the lock it was given back (the loom model
+///    finds that interleaving). The price of giving up is only the token of a holder stopped
+///    between winning the word and storing its token for longer than `settle` waits.
+///
+/// The token counter itself is never written here: the next acquisition hands out counter + 1.
+pub fn force_release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E, settle: impl FnOnce(u64)) -> bool {
+  let holder = loop {
+    let cur = cell.word.load(Ordering::SeqCst);
+    let Some(holder) = holder_of(cur) else {
+      return false;
+    };
+    if cas(&cell.word, cur, me | (cur & WAITERS), Ordering::Acquire).is_ok() {
+      break holder;
+    }
+    // A release, a takeover or a sleeper setting W moved the word: look again.
+  };
+  settle(holder);
+  // Cannot fail: only W can have changed in a word we hold.
+  end_hold(cell, me, ABANDONED, env).is_ok()
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
   use super::*;
@@ -472,5 +522,42 @@ mod tests {
       n.get() > 3
     });
     assert_eq!(r, Err(Stop::Cancelled));
+  }
+
+  #[test]
+  fn forced_release_ends_a_live_hold_for_good() {
+    let cell = LockCell::new();
+    let e = env();
+    let (a, b, forcer) = (handle_id(1, 1), handle_id(2, 1), handle_id(3, 1));
+    assert!(!force_release(&cell, forcer, &e, |_| ()), "nothing to end");
+    let first = try_fast(&cell, a).unwrap();
+    let mut asked = None;
+    assert!(force_release(&cell, forcer, &e, |h| {
+      // While the forcer waits, it holds the word: nobody can take the lock, the holder cannot release it.
+      assert_eq!(cell.word.load(Ordering::Relaxed), forcer);
+      asked = Some(h);
+    }));
+    assert_eq!(asked, Some(a), "settle waits for the holder");
+    assert_eq!(cell.word.load(Ordering::Relaxed), ABANDONED);
+    assert_eq!(release(&cell, a, &e), Err(NotHeld), "the forced-out holder's release fails");
+    assert!(!force_release(&cell, forcer, &e, |_| ()), "ABANDONED is already free");
+    let next = acquire(&cell, b, &e, None, &|| false).unwrap();
+    assert!(next.owner_died, "the next holder is told its predecessor did not release");
+    assert!(next.token > first.token);
+    release(&cell, b, &e).unwrap();
+  }
+
+  #[test]
+  fn forced_release_wakes_a_sleeper() {
+    let cell = LockCell::new();
+    let e = env();
+    let (a, b, forcer) = (handle_id(1, 1), handle_id(2, 1), handle_id(3, 1));
+    try_fast(&cell, a).unwrap();
+    let r = acquire(&cell, b, &e, Some(Instant::now() + Duration::from_millis(3)), &|| false);
+    assert_eq!(r, Err(Stop::TimedOut));
+    let wakes = e.wakes.get();
+    assert!(force_release(&cell, forcer, &e, |_| ()));
+    assert_eq!(e.wakes.get(), wakes + 1);
+    assert_eq!(cell.word.load(Ordering::Relaxed), ABANDONED);
   }
 }

@@ -48,6 +48,13 @@ pub trait RawLock: Send + Sync {
   fn owner(&self) -> Result<Option<OwnerInfo>>;
   /// This handle's owner UUID.
   fn uuid(&self) -> [u8; 16];
+  /// End the current hold of this lock, whoever holds it (`forceRelease`; dangerous, for
+  /// operators). `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards:
+  /// the old holder's next release fails with `NotHeld`; the next acquirer is told
+  /// `owner_died`; its token is larger than the old holder's (the backend waits, within a bound,
+  /// for the old holder to finish acquiring). Called on a handle that does not hold the lock
+  /// (normally one opened just for this).
+  fn force_release(&self) -> Result<bool>;
 }
 
 /// Canonical hyphenated form of a UUID.

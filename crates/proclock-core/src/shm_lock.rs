@@ -315,6 +315,13 @@ impl RawLock for ShmLock {
   fn uuid(&self) -> [u8; 16] {
     self.uuid
   }
+
+  fn force_release(&self) -> Result<bool> {
+    let slot = self.slot();
+    Ok(lock_word::force_release(&slot.cell, self.me, &self.env(false), |holder| {
+      self.space.settle(slot, holder);
+    }))
+  }
 }
 
 /// Wall-clock milliseconds for `since` (diagnostics only; no timeout reads the wall clock).
@@ -339,4 +346,130 @@ fn not_held() -> Error {
     ErrorKind::NotHeld,
     "this handle does not hold the lock (it was released, or forcibly taken away)",
   )
+}
+
+/// How long a forced release waits for the holder it takes the lock from to finish acquiring
+/// (see [`ShmSpace::settle`]) before freeing the lock all the same.
+pub const FORCE_SETTLE_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long the holder's record must stay unchanged before a forced release trusts it.
+pub const FORCE_SETTLE_GRACE: Duration = Duration::from_millis(10);
+
+impl ShmSpace {
+  /// The space of an existing lock directory that already has shm locks, `None` otherwise.
+  /// Creates nothing where there is nothing: looking at locks must not make a lock directory
+  /// or a lock table appear (in a directory in use it registers this process, like any user).
+  pub fn existing(dir: Option<&Path>) -> Result<Option<Arc<ShmSpace>>> {
+    let path = LockDir::resolve_path(dir)?;
+    match std::fs::symlink_metadata(&path) {
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+      // Anything else (a symlink, someone else's directory) is for `get` to refuse properly.
+      _ => {}
+    }
+    if !crate::slot_table::has_segments(&LockDir::open(&path)?)? {
+      return Ok(None);
+    }
+    ShmSpace::get(dir).map(Some)
+  }
+
+  /// The holder of `name` (alive or not), without claiming a slot for it. `None`: free, or
+  /// never used in this directory.
+  pub fn inspect(&self, name: &LockName) -> Result<Option<OwnerInfo>> {
+    Ok(self.table.find(&self.dir, name)?.and_then(|r| self.owner_of(r.slot())))
+  }
+
+  /// Every lock of this directory that has ever been opened, with its holder, in table order.
+  pub fn list(&self) -> Result<Vec<(String, Option<OwnerInfo>)>> {
+    Ok(
+      self
+        .table
+        .all(&self.dir)?
+        .into_iter()
+        .map(|(name, r)| (name, self.owner_of(r.slot())))
+        .collect(),
+    )
+  }
+
+  /// Step 2 of a forced release (`lock_word::force_release`): the forcing handle now holds
+  /// `slot`; wait until `holder`, whom it took the lock from, has finished acquiring (stored
+  /// its token). Returns whether it was seen to (false: gave up after `FORCE_SETTLE_LIMIT`).
+  ///
+  /// A holder's record names it, with the token it was granted, once it has finished. But a
+  /// holder that released and took the lock again through the fast path looks, until it
+  /// stores its new token, exactly like one still holding its previous token: same word, same
+  /// record, same counter. It is only ever a few instructions from storing it, so the answer
+  /// is "finished" once the record names the holder with the counter's token and stays so for
+  /// `FORCE_SETTLE_GRACE`. A holder whose process is dead will store nothing more. Waits at
+  /// most `FORCE_SETTLE_LIMIT` (a holder stopped in the middle of acquiring).
+  fn settle(&self, slot: &Slot, holder: u64) -> bool {
+    use crate::sync::Ordering::Relaxed;
+    let deadline = Instant::now() + FORCE_SETTLE_LIMIT;
+    let mut seen = None;
+    loop {
+      if self.liveness.holder_is_dead(holder, &slot.record, &self.dir) {
+        return true;
+      }
+      // The record first: a complete record (even seq, read with Acquire) makes the holder's
+      // earlier counter store visible to the load that follows.
+      let recorded = slot.record.read().filter(|r| r.holder == holder).map(|r| r.token);
+      let now = recorded.filter(|&t| t == slot.cell.token.load(Relaxed));
+      if now.is_some() && now == seen {
+        return true;
+      }
+      seen = now;
+      if Instant::now() >= deadline {
+        return false;
+      }
+      std::thread::sleep(FORCE_SETTLE_GRACE);
+    }
+  }
+}
+
+impl ShmLock {
+  /// A handle on `name` if the name already has a slot in an existing directory; `None`
+  /// otherwise, with nothing created. For a forced release of a lock that may not exist.
+  pub fn open_existing(name: &str, dir: Option<&Path>) -> Result<Option<ShmLock>> {
+    let lock_name = LockName::new(name)?;
+    let Some(space) = ShmSpace::existing(dir)? else {
+      return Ok(None);
+    };
+    if space.table.find(&space.dir, &lock_name)?.is_none() {
+      return Ok(None);
+    }
+    // The slot exists and slots are never freed, so this finds it rather than claiming one.
+    ShmLock::open(name, dir).map(Some)
+  }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_forced_release_waits_for_the_holder_to_finish_acquiring() {
+    let p = std::env::temp_dir().join(format!("proclock-force-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    let holder = ShmLock::open("mid", Some(&p)).unwrap();
+    let forcer = ShmLock::open("mid", Some(&p)).unwrap();
+    let slot = holder.slot();
+    // The holder has won the word and stored its token, but not yet written its record: it is
+    // in the middle of acquiring, as far as anyone can tell. The forced release waits for it,
+    // up to the limit.
+    let acquired = lock_word::try_fast(&slot.cell, holder.id()).unwrap();
+    let started = Instant::now();
+    assert!(!forcer.space.settle(slot, holder.id()));
+    assert!(started.elapsed() >= FORCE_SETTLE_LIMIT);
+    // Once it has finished acquiring, the record is trusted as soon as it stays put.
+    holder.granted(acquired, b"");
+    let started = Instant::now();
+    assert!(forcer.space.settle(slot, holder.id()));
+    let took = started.elapsed();
+    assert!(took >= FORCE_SETTLE_GRACE && took < FORCE_SETTLE_LIMIT, "{took:?}");
+    assert!(forcer.force_release().unwrap());
+    assert_eq!(holder.unlock().unwrap_err().kind(), ErrorKind::NotHeld);
+    let next = forcer.try_lock(b"", true).unwrap().unwrap();
+    assert!(next.owner_died);
+    assert!(next.token > acquired.token);
+    std::fs::remove_dir_all(&p).unwrap();
+  }
 }

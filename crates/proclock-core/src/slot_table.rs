@@ -210,6 +210,11 @@ impl SlotTable {
   }
 }
 
+/// Whether `dir` has any shm lock table yet (opens nothing else, creates nothing).
+pub fn has_segments(dir: &LockDir) -> Result<bool> {
+  Ok(dir.open_existing(&segment_file(0))?.is_some())
+}
+
 impl Default for SlotTable {
   fn default() -> Self {
     Self::new()

@@ -14,7 +14,9 @@
 //!
 //! Checked: at most one holder at a time; every live contender gets the lock (a lost wake-up
 //! would leave one asleep forever, which loom reports as a deadlock); a takeover from a dead
-//! holder reports `owner_died`; tokens strictly increase in the order holds are granted.
+//! holder reports `owner_died`; tokens strictly increase in the order holds are granted; a
+//! forced release never hands a token out twice, makes the forced-out holder's release fail,
+//! is reported as `owner_died` to the next holder, and strands nobody.
 #![cfg(loom)]
 
 use std::time::Duration;
@@ -231,5 +233,68 @@ fn a_waiter_that_dies_asleep_does_not_strand_the_others() {
     lock_word::release(&world.cell, holder_id, &*world).unwrap();
     sleeper.join().unwrap();
     other.join().unwrap();
+  });
+}
+
+#[test]
+fn a_forced_release_hands_on_with_owner_died_and_larger_tokens() {
+  model(|| {
+    let world = World::new();
+    // Each contender's token once it has recorded it (0 before): what `settled` looks at, as
+    // the holder record is in the shm backend.
+    let recorded = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let contenders: Vec<_> = (1..=2u16)
+      .map(|p| {
+        let (w, recorded) = (world.clone(), recorded.clone());
+        thread::spawn(move || {
+          let me = handle_id(p, 1);
+          let got = take(&w, me);
+          // Grants stay in token order, a forced release included: no token is handed out twice.
+          let before = w.last_token.swap(got.token, Ordering::SeqCst);
+          assert!(got.token > before, "token {} after {}", got.token, before);
+          recorded[usize::from(p) - 1].store(got.token, Ordering::SeqCst);
+          // A release fails only for a hold that was forced away.
+          (got, lock_word::release(&w.cell, me, &*w).is_ok())
+        })
+      })
+      .collect();
+    let forcer = {
+      let (w, recorded) = (world.clone(), recorded.clone());
+      thread::spawn(move || {
+        let mut asked = None;
+        let ended = lock_word::force_release(&w.cell, handle_id(3, 1), &*w, |h| {
+          asked = Some(h);
+          // As the shm backend's settle: wait until the holder has recorded its token.
+          while recorded[usize::from(lock_word::pslot_of(h)) - 1].load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+          }
+        });
+        (ended, asked)
+      })
+    };
+    let ends: Vec<_> = contenders.into_iter().map(|t| t.join().unwrap()).collect();
+    let (ended, asked) = forcer.join().unwrap();
+    let word = world.cell.word.load(Ordering::SeqCst);
+    if ended {
+      // One hold was ended: its holder's release failed; the hold after it, if any, was told.
+      let forced = usize::from(lock_word::pslot_of(asked.unwrap())) - 1;
+      let (victim, other) = (&ends[forced], &ends[1 - forced]);
+      assert!(!victim.1, "a forced-out holder's release fails");
+      assert!(other.1);
+      if other.0.token > victim.0.token {
+        assert!(other.0.owner_died, "the hold after a forced release reports owner_died");
+        assert_eq!(word, 0);
+      } else {
+        assert!(!other.0.owner_died);
+        assert_eq!(word, lock_word::ABANDONED, "freed as ABANDONED, for whoever comes next");
+      }
+    } else {
+      // Nothing was held: nothing changed.
+      for (got, released) in &ends {
+        assert!(released);
+        assert!(!got.owner_died);
+      }
+      assert_eq!(word & !lock_word::WAITERS, 0);
+    }
   });
 }

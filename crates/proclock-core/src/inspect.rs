@@ -1,0 +1,199 @@
+//! Looking at locks from outside: the state of one lock, every lock of a directory, and the
+//! forced release of a lock, for every backend. Nothing here takes a lock, and looking never
+//! creates one: a name that was never used is simply free.
+//!
+//! Each backend contributes one [`Inspector`] entry to [`BACKENDS`]: how to look one lock up, how
+//! to list its locks, and how to open a handle on an existing lock (whose
+//! [`RawLock::force_release`] then does the forced release). A new backend adds its entry
+//! there and nothing else in this file changes.
+
+use std::path::Path;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::file_lock::{self, FileLock, Mode};
+use crate::name::LockName;
+use crate::raw_lock::{OwnerInfo, RawLock};
+use crate::shm_lock::{ShmLock, ShmSpace};
+
+/// What a backend sees of one lock.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Seen {
+  /// Held by a live holder now (for a reader-writer lock: by readers or a writer).
+  pub locked: bool,
+  /// The holder, alive or not (a dead one is shown with `alive: false` until someone takes the
+  /// lock over). Readers have no owner record.
+  pub owner: Option<OwnerInfo>,
+}
+
+impl From<Option<OwnerInfo>> for Seen {
+  /// For backends where a lock is held exactly when it has a live owner.
+  fn from(owner: Option<OwnerInfo>) -> Seen {
+    Seen {
+      locked: owner.as_ref().is_some_and(|o| o.alive),
+      owner,
+    }
+  }
+}
+
+/// One lock as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockState {
+  pub backend: &'static str,
+  pub name: String,
+  pub seen: Seen,
+}
+
+impl LockState {
+  /// Held now.
+  pub fn locked(&self) -> bool {
+    self.seen.locked
+  }
+}
+
+/// Every lock of one backend: readable name and holder.
+pub type Listing = Vec<(String, Seen)>;
+
+/// A handle of any backend.
+pub type BoxedLock = Box<dyn RawLock>;
+
+/// What a backend provides for inspection. `dir` is the `dir` option (`None`: `PROCLOCK_DIR`,
+/// else the default directory).
+pub struct Inspector {
+  pub name: &'static str,
+  /// Whether one lock is held, and by whom; never creates anything.
+  pub look: fn(name: &LockName, dir: Option<&Path>) -> Result<Seen>,
+  /// Every lock of this backend in the directory, with its readable name and holder.
+  pub list: fn(dir: Option<&Path>) -> Result<Listing>,
+  /// A handle on an existing lock, for its `force_release`; `None` if there is no such lock.
+  pub open_existing: fn(name: &str, dir: Option<&Path>) -> Result<Option<BoxedLock>>,
+}
+
+/// Every backend `inspect`, `list` and `force_release` know.
+pub const BACKENDS: &[Inspector] = &[
+  Inspector {
+    name: "shm",
+    look: shm_look,
+    list: shm_list,
+    open_existing: shm_open_existing,
+  },
+  Inspector {
+    name: "file",
+    look: file_lock::inspect,
+    list: file_lock::list,
+    open_existing: file_open_existing,
+  },
+];
+
+fn file_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<BoxedLock>> {
+  Ok(FileLock::open_existing(name, dir, Mode::Exclusive)?.map(|l| Box::new(l) as BoxedLock))
+}
+
+fn shm_look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
+  match ShmSpace::existing(dir)? {
+    Some(space) => space.inspect(name).map(Seen::from),
+    None => Ok(Seen::default()),
+  }
+}
+
+fn shm_list(dir: Option<&Path>) -> Result<Listing> {
+  match ShmSpace::existing(dir)? {
+    Some(space) => Ok(space.list()?.into_iter().map(|(name, owner)| (name, Seen::from(owner))).collect()),
+    None => Ok(Vec::new()),
+  }
+}
+
+fn shm_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<BoxedLock>> {
+  Ok(ShmLock::open_existing(name, dir)?.map(|l| Box::new(l) as BoxedLock))
+}
+
+fn backend(name: &str) -> Result<&'static Inspector> {
+  BACKENDS.iter().find(|b| b.name == name).ok_or_else(|| {
+    let known: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+    Error::new(
+      ErrorKind::InvalidArgument,
+      format!("unknown backend {name:?} (known: {})", known.join(", ")),
+    )
+  })
+}
+
+/// The state of lock `name` of `backend`. A name never used is free; nothing is created.
+pub fn inspect(backend_name: &str, name: &str, dir: Option<&Path>) -> Result<LockState> {
+  let b = backend(backend_name)?;
+  let lock_name = LockName::new(name)?;
+  Ok(LockState {
+    backend: b.name,
+    name: name.to_owned(),
+    seen: (b.look)(&lock_name, dir)?,
+  })
+}
+
+/// Every lock of every backend in the directory, sorted by name (then backend).
+pub fn list(dir: Option<&Path>) -> Result<Vec<LockState>> {
+  let mut out = Vec::new();
+  for b in BACKENDS {
+    for (name, seen) in (b.list)(dir)? {
+      out.push(LockState {
+        backend: b.name,
+        name,
+        seen,
+      });
+    }
+  }
+  out.sort_by(|x, y| (&x.name, x.backend).cmp(&(&y.name, y.backend)));
+  Ok(out)
+}
+
+/// End the current hold of lock `name`, whoever holds it. `Ok(false)` if it was not held (or
+/// never existed: nothing is created). See [`RawLock::force_release`] for what follows.
+pub fn force_release(backend_name: &str, name: &str, dir: Option<&Path>) -> Result<bool> {
+  let b = backend(backend_name)?;
+  LockName::new(name)?;
+  match (b.open_existing)(name, dir)? {
+    Some(lock) => lock.force_release(),
+    None => Ok(false),
+  }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn looking_creates_nothing_and_forcing_ends_a_hold() {
+    let p = std::env::temp_dir().join(format!("proclock-inspect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    let dir = Some(p.as_path());
+    // No directory: free, empty, nothing to force, and still no directory.
+    assert_eq!(inspect("shm", "a", dir).unwrap().seen.owner, None);
+    assert!(list(dir).unwrap().is_empty());
+    assert!(!force_release("shm", "a", dir).unwrap());
+    assert!(!p.exists(), "looking must not create the lock directory");
+    assert_eq!(inspect("nope", "a", dir).unwrap_err().kind(), ErrorKind::InvalidArgument);
+
+    let holder = crate::Handle::new(ShmLock::open("b", dir).unwrap(), false, "the holder".into()).unwrap();
+    assert!(holder.try_acquire(None).unwrap());
+    let token = holder.token().unwrap();
+    // A name never used stays unclaimed after being inspected.
+    assert_eq!(inspect("shm", "a", dir).unwrap().seen.owner, None);
+    let b = inspect("shm", "b", dir).unwrap();
+    assert!(b.locked());
+    let owner = b.seen.owner.unwrap();
+    assert_eq!(
+      (owner.pid, owner.description.as_str(), owner.token),
+      (std::process::id(), "the holder", token)
+    );
+    let names: Vec<_> = list(dir).unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["b"]);
+
+    assert!(force_release("shm", "b", dir).unwrap());
+    assert!(!inspect("shm", "b", dir).unwrap().locked());
+    assert_eq!(holder.release().unwrap_err().kind(), ErrorKind::NotHeld);
+    let next = crate::Handle::new(ShmLock::open("b", dir).unwrap(), false, String::new()).unwrap();
+    assert!(next.try_acquire(None).unwrap());
+    assert!(next.owner_died());
+    assert!(next.token().unwrap() > token);
+    assert!(!force_release("shm", "a", dir).unwrap());
+    next.close();
+    std::fs::remove_dir_all(&p).unwrap();
+  }
+}
