@@ -161,8 +161,8 @@ ${Object.entries(commands)
 Every command takes --dir DIR and --help. proclock --version prints the version.
 
 Exit codes: 0 done; 1 the lock is held or the timeout passed (run: --conflict-exit-code);
-2 bad usage; 3 not supported by this version; 4 any other failure; run: the command's own
-status, 126 it cannot be executed, 127 it was not found.
+2 bad usage; 4 any other failure (e.g. release --force of a live file lock); run: the
+command's own status, 126 it cannot be executed, 127 it was not found.
 `
 }
 
