@@ -68,11 +68,13 @@ function scalingPanel(y, title, scaling) {
     parts.push(text(LABEL_W - 6, yy + 4, `${tick(e)}/s`, 'class="tick" text-anchor="end"'))
   }
   for (const n of xs) parts.push(text(xOf(n), y + height + 14, `${n} proc`, 'class="tick" text-anchor="middle"'))
-  const dash = ['', '6 3', '2 2', '8 2 2 2']
+  // Colour by library (proclock and the floor keep theirs), dashes for asynchronous calls.
+  const peerColors = ['#1c7ed6', '#0ca678', '#7048e8', '#e64980', '#f59f00']
+  const libraries = [...new Set(rows.filter((r) => r.family === 'peer').map((r) => r.library))]
   rows.forEach((r, i) => {
-    const color = COLORS[r.family] ?? COLORS.peer
+    const color = r.family === 'peer' ? peerColors[libraries.indexOf(r.library) % peerColors.length] : COLORS[r.family]
     const pts = xs.map((n) => `${xOf(n).toFixed(1)},${yOf(r.throughput[n]).toFixed(1)}`).join(' ')
-    const d = r.family === 'peer' ? dash[i % dash.length] : ''
+    const d = r.mode === 'async' ? '6 3' : ''
     parts.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="${r.family === 'peer' ? 1.2 : 2.2}"${d ? ` stroke-dasharray="${d}"` : ''}/>`)
     // The legend: one line per lock on the left, in the line's style.
     const ly = y + 10 + i * 15
@@ -82,9 +84,9 @@ function scalingPanel(y, title, scaling) {
   return { svg: parts.join(''), height: 24 + Math.max(height, rows.length * 15) + 26 }
 }
 
-const bars = (rows, key) =>
+const bars = (rows, key, withCall = false) =>
   (rows ?? []).map((r) => ({
-    label: r.label,
+    label: withCall && r.call ? `${r.library}: ${r.call}` : r.label,
     family: r.family,
     value: r.na || r.error ? undefined : r[key],
     note: r.na ? `n/a: ${r.na}` : r.error ? 'failed' : undefined,
@@ -110,11 +112,15 @@ export function renderChart(results) {
     panels.push(p.svg)
     y += p.height + 10
   }
-  if (results.uncontendedSync) add(barPanel(y, 'Uncontended acquire + release, synchronous: ns per pair (shorter is faster)', bars(results.uncontendedSync, 'ns'), 'ns'))
-  if (results.uncontendedAsync) add(barPanel(y, 'Uncontended acquire + release, asynchronous: ns per pair (shorter is faster)', bars(results.uncontendedAsync, 'ns'), 'ns'))
+  if (results.uncontendedSync) add(barPanel(y, 'Uncontended acquire + release, synchronous: ns per pair (shorter is faster)', bars(results.uncontendedSync, 'ns', true), 'ns'))
+  if (results.uncontendedAsync) add(barPanel(y, 'Uncontended acquire + release, asynchronous: ns per pair (shorter is faster)', bars(results.uncontendedAsync, 'ns', true), 'ns'))
   if (results.runPerf) {
     const s = meta.sizes
     add(barPanel(y, `shmlock run_perf, ${s.P} processes x ${s.C} cycles: cycles per second (longer is more)`, bars(results.runPerf.filter((r) => r.family !== 'none'), 'throughput'), '/s'))
+  }
+  if (results.runPerfWarm) {
+    const s = meta.sizes
+    add(barPanel(y, `The same after a warm-up (V8 has compiled each lock's JavaScript): cycles per second`, bars(results.runPerfWarm.rows.filter((r) => r.family !== 'none'), 'throughput'), '/s'))
   }
   if (results.handoff) add(barPanel(y, 'Handoff, release to the waiter in another process holding: p50 µs (shorter is faster)', bars(results.handoff, 'p50'), 'µs'))
   if (results.recovery) add(barPanel(y, 'Recovery, SIGKILL of the holder to a waiter holding: p99 ms (shorter is faster)', bars(results.recovery, 'p99'), 'ms'))

@@ -1,5 +1,10 @@
 // A benchmark process: opens one contestant's lock and does what run.mjs asks, over the IPC
-// channel. argv[2] is JSON: { id, key, ctx, counterFile?, count? }.
+// channel. argv[2] is JSON: { id, key, ctx, counterFile?, warm? }.
+//
+// With `warm`, before saying 'ready' the process does up to warm.cycles uncontended acquire +
+// release pairs (for at most warm.ms) on a lock of its own: V8 has then compiled the lock's
+// JavaScript, so the measured cycles are steady state rather than the first thousand calls of a
+// fresh process, which run in V8's interpreter while its compiler threads compete for the CPUs.
 //
 //   { type: 'go', cycles }  the run_perf cycle `cycles` times: start = now; acquire; read the u64
 //                           counter from the shared file; write counter + 1; release;
@@ -16,7 +21,7 @@
 import { openSync, readSync, writeSync } from 'node:fs'
 import { byId } from './locks.mjs'
 
-const { id, key, ctx, counterFile } = JSON.parse(process.argv[2])
+const { id, key, ctx, counterFile, warm } = JSON.parse(process.argv[2])
 const contestant = byId(id)
 const sync = contestant.mode === 'sync'
 const now = () => process.hrtime.bigint()
@@ -85,6 +90,15 @@ if (key === undefined) {
 } else {
   if (counterFile) counter = openSync(counterFile, 'r+')
   const lock = await contestant.open(key, ctx)
+  if (warm) {
+    const own = await contestant.open(`${key}-warm-${process.pid}`, ctx)
+    const until = performance.now() + warm.ms
+    for (let i = 0; i < warm.cycles && performance.now() < until; i++) {
+      if (sync) own.acquire()
+      else await own.acquire()
+      await own.release()
+    }
+  }
   process.on('message', async (m) => {
     switch (m.type) {
       case 'go':

@@ -3,7 +3,7 @@
 //   npm run bench                      full sizes; writes docs/benchmarks/results.md, chart.svg,
 //                                      results.json and the README's table
 //   npm run bench -- --quick           smoke sizes; writes nothing under docs/
-//   options: --json FILE (also write the results as JSON), --only run_perf,handoff,...
+//   options: --json FILE (also write the results as JSON), --only run_perf,run_perf_warm,...
 //            (workloads), --locks floor,proclock-sync,... (contestant ids), --trials N
 //
 // Speed is reported, never asserted. Lost updates are asserted: the process exits 1 if any lock
@@ -72,7 +72,12 @@ const wants = (w) => !onlyWorkloads || onlyWorkloads.includes(w)
 const rowsFor = (workload, filter = () => true) =>
   active
     .filter((c) => filter(c) && notApplicable(c, workload) !== false)
-    .map((c) => ({ id: c.id, label: c.label, family: c.family, library: c.library, call: c.uncontendedLabel, na: notApplicable(c, workload) }))
+    .map((c) => ({ id: c.id, label: c.label, family: c.family, library: c.library, mode: c.mode, call: c.uncontendedLabel, na: notApplicable(c, workload) }))
+
+// Every run gets lock names of its own: a run that ends with a lock held (the floor has no
+// recovery) must not wedge the next one.
+let runNo = 0
+const freshKey = (what, id) => `${what}-${id}-${++runNo}`
 
 // --- child processes ---
 function spawnChild(args, execArgv = []) {
@@ -160,12 +165,15 @@ async function uncontended(workload) {
 }
 
 // --- 2 and 4. the run_perf cycle with P processes x C cycles each ---
-async function cycleRun(id, P, C) {
+// The warm-up given to each process in the warmed workloads (see child.mjs).
+const WARM = quick ? { cycles: 2_000, ms: 30 } : { cycles: 20_000, ms: 300 }
+
+async function cycleRun(id, P, C, warm = undefined) {
   const counterFile = join(scratch, 'counter')
   writeFileSync(counterFile, Buffer.alloc(8))
-  const key = `run-perf-${id}`
+  const key = freshKey('run-perf', id)
   return withChildren(
-    Array.from({ length: P }, () => spawnChild({ id, key, ctx, counterFile })),
+    Array.from({ length: P }, () => spawnChild({ id, key, ctx, counterFile, warm })),
     async (children) => {
       await Promise.all(children.map((c) => c.next('ready')))
       const t0 = performance.now()
@@ -188,7 +196,7 @@ async function cycleRun(id, P, C) {
   )
 }
 
-async function runPerf() {
+async function runPerf(warm = undefined) {
   const rows = rowsFor('run_perf')
   const trials = Object.fromEntries(rows.map((r) => [r.id, []]))
   // Interleaved trials (every lock once per trial), median of each figure per lock: one run of
@@ -197,9 +205,9 @@ async function runPerf() {
   for (let t = 0; t < sizes.perfTrials; t++) {
     for (const r of rows) {
       if (r.na || r.error) continue
-      log(`run_perf trial ${t + 1}/${sizes.perfTrials}: ${r.label}`)
+      log(`run_perf${warm ? ' (warmed)' : ''} trial ${t + 1}/${sizes.perfTrials}: ${r.label}`)
       try {
-        trials[r.id].push(await cycleRun(r.id, sizes.P, sizes.C))
+        trials[r.id].push(await cycleRun(r.id, sizes.P, sizes.C, warm))
       } catch (error) {
         r.error = error.message
       }
@@ -243,8 +251,8 @@ async function scaling() {
 
 // --- 3. handoff: release in one process to a waiting acquire resolving in another ---
 async function handoffRun(id) {
-  const key = `handoff-${id}`
-  return withChildren([spawnChild({ id, key, ctx }), spawnChild({ id, key, ctx })], async ([a, b]) => {
+  const key = freshKey('handoff', id)
+  return withChildren([spawnChild({ id, key, ctx, warm: WARM }), spawnChild({ id, key, ctx, warm: WARM })], async ([a, b]) => {
     await Promise.all([a.next('ready'), b.next('ready')])
     a.send({ type: 'acquire' })
     await a.next('waiting')
@@ -293,7 +301,7 @@ async function handoff() {
 async function recoveryRun(c) {
   const staleCtx = c.stale ? { ...ctx, stale: 2000 } : ctx
   const rounds = c.stale ? sizes.staleRounds : sizes.recoveryRounds
-  const key = `recovery-${c.id}`
+  const key = freshKey('recovery', c.id)
   return withChildren([spawnChild({ id: c.id, key, ctx: staleCtx })], async ([waiter]) => {
     await waiter.next('ready')
     const latencies = []
@@ -395,6 +403,7 @@ const started = performance.now()
 if (wants('uncontended_sync')) results.uncontendedSync = await uncontended('uncontended_sync')
 if (wants('uncontended_async')) results.uncontendedAsync = await uncontended('uncontended_async')
 if (wants('run_perf')) results.runPerf = await runPerf()
+if (wants('run_perf_warm')) results.runPerfWarm = { warm: WARM, rows: await runPerf(WARM) }
 if (wants('handoff')) results.handoff = await handoff()
 if (wants('scaling')) results.scaling = await scaling()
 if (wants('many')) results.many = await many()
@@ -415,7 +424,7 @@ if (write) {
   writeFileSync(readmePath, renderReadme(readFileSync(readmePath, 'utf8'), results))
 }
 
-const lost = [...(results.runPerf ?? []), ...(results.scaling?.rows ?? [])].filter((r) => r.family !== 'none' && r.lost)
+const lost = [...(results.runPerf ?? []), ...(results.runPerfWarm?.rows ?? []), ...(results.scaling?.rows ?? [])].filter((r) => r.family !== 'none' && r.lost)
 const failed = Object.values(results)
   .flatMap((w) => (Array.isArray(w) ? w : (w?.rows ?? [])))
   .filter((r) => r.error)
