@@ -1,10 +1,11 @@
 // A benchmark process: opens one contestant's lock and does what run.mjs asks, over the IPC
 // channel. argv[2] is JSON: { id, key, ctx, counterFile?, warm? }.
 //
-// With `warm`, before saying 'ready' the process does up to warm.cycles uncontended acquire +
-// release pairs (for at most warm.ms) on a lock of its own: V8 has then compiled the lock's
-// JavaScript, so the measured cycles are steady state rather than the first thousand calls of a
-// fresh process, which run in V8's interpreter while its compiler threads compete for the CPUs.
+// With `warm`, before saying 'ready' the process runs up to warm.cycles of the same cycle (for
+// at most warm.ms) on a lock and a counter of its own, uncontended: V8 has then compiled the
+// loop and the lock's JavaScript, so the measured cycles are steady state rather than the first
+// thousand calls of a fresh process, which run in V8's interpreter while its compiler threads
+// compete for the CPUs.
 //
 //   { type: 'go', cycles }  the run_perf cycle `cycles` times: start = now; acquire; read the u64
 //                           counter from the shared file; write counter + 1; release;
@@ -19,6 +20,7 @@
 // Times `at` are process.hrtime (CLOCK_MONOTONIC on Linux, one clock for every process), as
 // decimal strings of nanoseconds, so the parent can subtract them across processes.
 import { openSync, readSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
 import { byId } from './locks.mjs'
 
 const { id, key, ctx, counterFile, warm } = JSON.parse(process.argv[2])
@@ -28,17 +30,18 @@ const now = () => process.hrtime.bigint()
 
 let counter = null
 const buf = Buffer.alloc(8)
-const bump = () => {
-  readSync(counter, buf, 0, 8, 0)
-  buf.writeBigUInt64LE(buf.readBigUInt64LE(0) + 1n, 0)
-  writeSync(counter, buf, 0, 8, 0)
-}
 
-async function cycles(lock, n) {
+// `until` (a performance.now() time) cuts the run short: the warm-up's limit.
+async function cycles(lock, n, fd = counter, until = Infinity) {
   const samples = new Float64Array(n)
   const { acquire, release } = lock
+  const bump = () => {
+    readSync(fd, buf, 0, 8, 0)
+    buf.writeBigUInt64LE(buf.readBigUInt64LE(0) + 1n, 0)
+    writeSync(fd, buf, 0, 8, 0)
+  }
   if (sync) {
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n && (i & 255 || performance.now() < until); i++) {
       const t0 = performance.now()
       acquire()
       bump()
@@ -46,7 +49,7 @@ async function cycles(lock, n) {
       samples[i] = performance.now() - t0
     }
   } else {
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n && (i & 255 || performance.now() < until); i++) {
       const t0 = performance.now()
       await acquire()
       bump()
@@ -63,10 +66,15 @@ async function many(n) {
   const held = []
   const t0 = now()
   for (let i = 0; i < n; i++) {
-    const lock = await contestant.open(`many-${i}`, ctx)
-    const got = lock.try ? lock.try() : (await lock.acquire(), true)
-    if (!got) throw new Error(`many-${i} was not free`)
-    held.push(lock)
+    try {
+      const lock = await contestant.open(`many-${i}`, ctx)
+      const got = lock.try ? lock.try() : (await lock.acquire(), true)
+      if (!got) throw new Error(`many-${i} was not free`)
+      held.push(lock)
+    } catch (error) {
+      // A limit of the machine (open files, memory maps) is a result, not a crash: say where.
+      return { failedAt: i, error: error.code && /^E[A-Z]+$/.test(error.code) ? error.code : (error.message.match(/os error \d+|E[A-Z]{3,}/)?.[0] ?? error.message) }
+    }
   }
   const ns = Number(now() - t0) / n
   globalThis.gc?.()
@@ -91,13 +99,12 @@ if (key === undefined) {
   if (counterFile) counter = openSync(counterFile, 'r+')
   const lock = await contestant.open(key, ctx)
   if (warm) {
+    // The very loop that will be measured, on a lock and a counter of this process's own, so
+    // that V8 has compiled it (with the lock's calls inlined) before the measured cycles.
     const own = await contestant.open(`${key}-warm-${process.pid}`, ctx)
-    const until = performance.now() + warm.ms
-    for (let i = 0; i < warm.cycles && performance.now() < until; i++) {
-      if (sync) own.acquire()
-      else await own.acquire()
-      await own.release()
-    }
+    const ownCounter = openSync(`${counterFile ?? join(ctx.scratch, 'warm')}-warm-${process.pid}`, 'w+')
+    writeSync(ownCounter, Buffer.alloc(8), 0, 8, 0)
+    await cycles(own, warm.cycles, ownCounter, performance.now() + warm.ms)
   }
   process.on('message', async (m) => {
     switch (m.type) {

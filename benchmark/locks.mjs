@@ -10,9 +10,12 @@
 //   try()      one uncontended attempt (never waits); used by the uncontended workloads
 //   acquire()  wait for the lock (blocks for sync contestants, a promise for async ones)
 //   release()  let go (may return a promise for async contestants)
+//   direct     { raw, pair }: for the uncontended workloads, the statement(s) of one acquire +
+//              release pair exactly as a user writes them, over the library's own objects in
+//              `raw` (named `l` in `pair`); run.mjs compiles a loop of it for this lock alone
 // `ctx` is { scratch, dir, stale? }: a scratch directory for lock files, proclock's lock
 // directory, and a staleness setting the recovery workload gives lock-file libraries.
-import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { mkdirSync, openSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -77,9 +80,14 @@ function proclock(backend, mode) {
       const { Lock } = await loadProclock()
       const lock = new Lock(key, { dir: ctx.dir, backend })
       if (mode === 'sync') {
-        return { try: () => lock.tryAcquire(), acquire: () => lock.acquireSync(), release: () => lock.release() }
+        return {
+          try: () => lock.tryAcquire(),
+          acquire: () => lock.acquireSync(),
+          release: () => lock.release(),
+          direct: { raw: lock, pair: "if (!l.tryAcquire()) throw new Error('busy'); l.release()" },
+        }
       }
-      return { acquire: () => lock.acquire(), release: () => lock.release() }
+      return { acquire: () => lock.acquire(), release: () => lock.release(), direct: { raw: lock, pair: 'await l.acquire(); l.release()' } }
     },
   }
 }
@@ -106,7 +114,7 @@ export const contestants = [
     na: { recovery: NO_CRASH_RECOVERY },
     open(key, ctx) {
       const l = bare().openBareLock(join(ctx.scratch, `bare-${key.replace(/[^\w.-]/g, '_')}`))
-      return { try: l.tryLock, acquire: l.lock, release: l.unlock }
+      return { try: l.tryLock, acquire: l.lock, release: l.unlock, direct: { raw: l, pair: "if (!l.tryLock()) throw new Error('busy'); l.unlock()" } }
     },
   },
   {
@@ -142,7 +150,7 @@ export const contestants = [
         },
         acquire: () => fsExt().flockSync(fd, 'ex'),
         release: () => fsExt().flockSync(fd, 'un'),
-        close: () => closeSync(fd),
+        direct: { raw: { f: fsExt(), fd }, pair: "l.f.flockSync(l.fd, 'exnb'); l.f.flockSync(l.fd, 'un')" },
       }
     },
   },
@@ -156,7 +164,7 @@ export const contestants = [
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const flock = promisify(fsExt().flock)
-      return { acquire: () => flock(fd, 'ex'), release: () => flock(fd, 'un') }
+      return { acquire: () => flock(fd, 'ex'), release: () => flock(fd, 'un'), direct: { raw: { flock, fd }, pair: "await l.flock(l.fd, 'ex'); await l.flock(l.fd, 'un')" } }
     },
   },
   {
@@ -169,7 +177,12 @@ export const contestants = [
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const x = fsx()
-      return { try: () => x.tryLock(fd), acquire: () => x.waitForLockSync(fd), release: () => x.unlock(fd) }
+      return {
+        try: () => x.tryLock(fd),
+        acquire: () => x.waitForLockSync(fd),
+        release: () => x.unlock(fd),
+        direct: { raw: { x, fd }, pair: "if (!l.x.tryLock(l.fd)) throw new Error('busy'); l.x.unlock(l.fd)" },
+      }
     },
   },
   {
@@ -182,7 +195,7 @@ export const contestants = [
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const x = fsx()
-      return { acquire: () => x.waitForLock(fd), release: () => x.unlock(fd) }
+      return { acquire: () => x.waitForLock(fd), release: () => x.unlock(fd), direct: { raw: { x, fd }, pair: 'await l.x.waitForLock(l.fd); l.x.unlock(l.fd)' } }
     },
   },
   {
@@ -206,7 +219,11 @@ export const contestants = [
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const { lock, unlock } = osLock()
-      return { acquire: () => lock(fd, { exclusive: true }), release: () => unlock(fd) }
+      return {
+        acquire: () => lock(fd, { exclusive: true }),
+        release: () => unlock(fd),
+        direct: { raw: { lock, unlock, fd }, pair: 'await l.lock(l.fd, { exclusive: true }); await l.unlock(l.fd)' },
+      }
     },
   },
   {
@@ -231,6 +248,7 @@ export const contestants = [
           }
         },
         release: () => release(),
+        direct: { raw: { p: properLockfile(), file, opts }, pair: 'l.p.lockSync(l.file, l.opts)()' },
       }
     },
   },
@@ -257,6 +275,7 @@ export const contestants = [
           release = await properLockfile().lock(file, opts)
         },
         release: () => release(),
+        direct: { raw: { p: properLockfile(), file, opts }, pair: 'const release = await l.p.lock(l.file, l.opts); await release()' },
       }
     },
   },
@@ -281,6 +300,7 @@ export const contestants = [
           }
         },
         release: () => lockfile().unlockSync(file),
+        direct: { raw: { lf: lockfile(), file, opts }, pair: 'l.lf.lockSync(l.file, l.opts); l.lf.unlockSync(l.file)' },
       }
     },
   },
@@ -298,7 +318,7 @@ export const contestants = [
       const opts = { wait: 1e9, pollPeriod: 1, ...(ctx.stale ? { stale: ctx.stale } : {}) }
       const lock = promisify(lockfile().lock)
       const unlock = promisify(lockfile().unlock)
-      return { acquire: () => lock(file, opts), release: () => unlock(file) }
+      return { acquire: () => lock(file, opts), release: () => unlock(file), direct: { raw: { lock, unlock, file, opts }, pair: 'await l.lock(l.file, l.opts); await l.unlock(l.file)' } }
     },
   },
 ]

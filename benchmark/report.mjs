@@ -14,11 +14,11 @@ export function num(x) {
   if (x >= 1) return x.toFixed(2)
   return x.toFixed(3)
 }
-const times = (x) => (x === undefined || !Number.isFinite(x) ? '–' : `${x >= 100 ? group(x) : x.toFixed(2)}x`)
+const times = (x) => (x === undefined || !Number.isFinite(x) ? '–' : `${x >= 100 ? group(x) : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}x`)
 
-/** The rows that have a figure `key`, and the best peer's row for it. */
-function bestPeer(rows, key, higherIsBetter = false) {
-  const peers = rows.filter((r) => r.family === 'peer' && typeof r[key] === 'number')
+/** The best peer's row for figure `key`, among peers called in `mode` (sync or async) if given. */
+function bestPeer(rows, key, higherIsBetter = false, mode = undefined) {
+  const peers = rows.filter((r) => r.family === 'peer' && typeof r[key] === 'number' && (mode === undefined || r.mode === mode))
   if (peers.length === 0) return null
   return peers.reduce((a, b) => ((higherIsBetter ? b[key] > a[key] : b[key] < a[key]) ? b : a))
 }
@@ -63,7 +63,7 @@ export function targets(results) {
   const warm = results.runPerfWarm?.rows
   if (warm) {
     const s = row(warm, 'proclock-sync')
-    add('(the same after a warm-up) run_perf sync throughput at least 0.95x the floor', s?.vsFloor ? times(s.vsFloor) : 'not measured', s?.vsFloor ? s.vsFloor >= 0.95 : null)
+    add('diagnostic, not a MISSION target: run_perf sync after a warm-up, against the same 0.95x', s?.vsFloor ? times(s.vsFloor) : 'not measured', s?.vsFloor ? s.vsFloor >= 0.95 : null)
   }
   const h = results.handoff
   if (h) {
@@ -130,12 +130,12 @@ export function renderMarkdown(results) {
     say()
     say(
       table(
-        ['lock', 'call', unit, 'x floor', 'x best peer'],
+        ['lock', 'the pair, as timed (`l` is the library\'s object)', unit, 'x floor', 'x best peer'],
         ['l', 'l', 'r', 'r', 'r'],
         rows.map((r) => {
           const na = unavailableCell(r)
           if (na) return [r.label, '', na, '', '']
-          return [r.label, r.call ?? '', num(r.ns), f ? times(r.ns / f.ns) : '–', b ? times(r.ns / b.ns) : '–']
+          return [r.label, r.pair ? `\`${r.pair.replace(/if \(!(.*?)\) throw new Error\('busy'\); /, '$1; ')}\`` : (r.call ?? ''), num(r.ns), f ? times(r.ns / f.ns) : '–', b ? times(r.ns / b.ns) : '–']
         }),
       ),
     )
@@ -143,11 +143,11 @@ export function renderMarkdown(results) {
   }
 
   const perfTable = (rows, title, note) => {
-    const b = bestPeer(rows, 'throughput', true)
+    const best = (r) => bestPeer(rows, 'throughput', true, r.mode)
     const s = meta.sizes
     say(`## ${title}`)
     say()
-    say(`Per-cycle times include the wait under contention, as in shmlock's run_perf.py. ${note} Median of ${s.perfTrials} interleaved trial${s.perfTrials > 1 ? 's' : ''}; "x floor" is the median of the per-trial ratios; lost updates are the worst trial ("no lock" shows that the workload does race).`)
+    say(`Per-cycle times include the wait under contention, as in shmlock's run_perf.py. ${note} Median of ${s.perfTrials} interleaved trial${s.perfTrials > 1 ? 's' : ''}; "x floor" is the median of the per-trial ratios, "x best peer" compares with the best peer called the same way (sync or async); lost updates are the worst trial ("no lock" shows that the workload does race).`)
     say()
     say(
       table(
@@ -156,6 +156,7 @@ export function renderMarkdown(results) {
         rows.map((r) => {
           const na = unavailableCell(r)
           if (na) return [r.label, na, '', '', '', '', '', '', '']
+          const b = best(r)
           return [r.label, r.mean.toFixed(3), r.p50.toFixed(3), r.p99.toFixed(3), r.max.toFixed(2), group(r.throughput), times(r.vsFloor), b ? times(r.throughput / b.throughput) : '–', String(r.lost)]
         }),
       ),
@@ -175,17 +176,17 @@ export function renderMarkdown(results) {
     perfTable(
       results.runPerfWarm.rows,
       `The same after a warm-up: ${s.P} processes x ${s.C} cycles`,
-      `Each process first does up to ${group(w.cycles)} uncontended acquire + release pairs (for at most ${w.ms} ms) on a lock of its own, so that V8 has compiled the lock's JavaScript: the steady state of a long-running service. See [analysis.md](analysis.md) for why this differs from the run above.`,
+      `Each process first runs up to ${group(w.cycles)} of the same cycles (for at most ${w.ms} ms) on a lock and a counter of its own, so that V8 has compiled the loop and the lock's JavaScript: the steady state of a long-running service. See [analysis.md](analysis.md) for why this differs from the run above.`,
     )
   }
 
   if (results.handoff) {
     const rows = results.handoff
     const f = floorRow(rows)
-    const b = bestPeer(rows, 'p50')
+    const best = (r) => bestPeer(rows, 'p50', false, r.mode)
     say(`## Handoff latency: release in one process to the waiting acquire returning in another (µs)`)
     say()
-    say(`Two processes pass the lock back and forth ${meta.sizes.handoffRounds} times a trial; the waiter has been waiting 2 ms when the holder releases. From just before \`release()\` to just after the acquire returns (or its promise resolves), on one monotonic clock. Percentiles per trial, median of ${meta.sizes.handoffTrials} interleaved trials.`)
+    say(`Two processes pass the lock back and forth ${meta.sizes.handoffRounds} times a trial; the waiter has been waiting 2 ms when the holder releases. From just before \`release()\` to just after the acquire returns (or its promise resolves), on one monotonic clock. Each process first warms up as in the warmed run_perf. Percentiles per trial, median of ${meta.sizes.handoffTrials} interleaved trials; "x best peer" compares with the best peer called the same way.`)
     say()
     say(
       table(
@@ -194,6 +195,7 @@ export function renderMarkdown(results) {
         rows.map((r) => {
           const na = unavailableCell(r)
           if (na) return [r.label, na, '', '', '']
+          const b = best(r)
           return [r.label, num(r.p50), num(r.p99), f ? times(r.p50 / f.p50) : '–', b ? times(r.p50 / b.p50) : '–']
         }),
       ),
@@ -227,7 +229,7 @@ export function renderMarkdown(results) {
     const { sizes, rows } = results.many
     say('## Many locks: distinct names opened and acquired in one process')
     say()
-    say('Time to open and acquire each lock, and resident memory added per lock (RSS after minus before, divided by the count), in a fresh process per size. One row per library, in its synchronous form where it has one.')
+    say(`Time to open and acquire each lock, and resident memory added per lock (RSS after minus before, divided by the count), in a fresh process per size. One row per library, in its synchronous form where it has one. Where a library keeps a descriptor or a memory map per lock, it meets this machine's limits (open files: ${meta.limits?.openFiles ?? '?'}, vm.max_map_count: ${meta.limits?.maxMapCount ?? '?'}); the table says at which lock.`)
     say()
     say(
       table(
@@ -239,6 +241,7 @@ export function renderMarkdown(results) {
           return [r.label, ...sizes.flatMap((n) => {
             const c = r.cells[n]
             if (!c) return ['–', '–']
+            if (c.failedAt !== undefined) return [`fails at lock ${group(c.failedAt + 1)}: ${c.error}`, '']
             if (c.error) return [`failed: ${c.error}`, '']
             return [num(c.ns / 1000), group(c.bytes)]
           })]
@@ -281,7 +284,7 @@ export function renderReadmeBlock(results) {
     if (!rows) return null
     const p = row(rows, proclockId)
     const f = floorRow(rows)
-    const b = bestPeer(rows, key, higher)
+    const b = bestPeer(rows, key, higher, p?.mode)
     const cell = (r) => (r ? `${fmt(r[key])}${unit}` : 'n/a')
     // Throughput against the floor: the median of per-trial ratios, as in the full report.
     const ratio = (a, c) => (!a || !c ? '–' : times(c === f && a.vsFloor !== undefined ? a.vsFloor : a[key] / c[key]))
@@ -297,15 +300,16 @@ export function renderReadmeBlock(results) {
     line('handoff p50, µs, `await acquire()`', results.handoff, 'p50', { proclockId: 'proclock-async' }),
     line('recovery after SIGKILL p99, ms, `await acquire()`', results.recovery, 'p99', { proclockId: 'proclock-async' }),
   ].filter(Boolean)
-  say(table(['', 'proclock', 'floor', 'best peer', 'proclock x floor', 'proclock x best peer'], ['l', 'r', 'r', 'l', 'r', 'r'], rows))
+  say(table(['', 'proclock', 'floor', 'best peer, called the same way', 'proclock x floor', 'proclock x best peer'], ['l', 'r', 'r', 'l', 'r', 'r'], rows))
   say()
   const lost = (results.runPerf ?? []).filter((r) => r.family !== 'none' && !r.na && !r.error)
   say(`Lost updates in run_perf: ${lost.every((r) => r.lost === 0) ? `0 for all ${lost.length} locks` : lost.map((r) => `${r.label} ${r.lost}`).join(', ')}. The floor has no crash recovery; the lock-file peers recover only after their staleness timeout. For times, a ratio below 1 is faster; for cycles/s, above 1 is more.`)
   say()
   say('![proclock and its peers: uncontended cost, run_perf throughput, handoff, recovery and scaling](docs/benchmarks/chart.svg)')
   say()
-  const tgt = targets(results)
-  say(`Targets (MISSION.md section 5): ${tgt.map((t) => `${t.what.replace(/`/g, '')}: ${t.value} (${t.met === null ? 'not measured' : t.met ? 'met' : 'missed'})`).join('; ')}.`)
+  say('Targets (MISSION.md section 5) in this run; [analysis.md](docs/benchmarks/analysis.md) says why the missed ones are missed:')
+  say()
+  for (const t of targets(results)) say(`- ${t.met === null ? 'not measured' : t.met ? 'met' : '**missed**'}: ${t.what}: ${t.value}`)
   return out.join('\n')
 }
 
