@@ -1,263 +1,437 @@
 // proclock against the floor (a bare futex lock) and its peers, on this machine, in one run.
 //
-//   npm run bench            full sizes
-//   npm run bench -- --quick smoke-test sizes (still checks that no lock loses an update)
+//   npm run bench                      full sizes; writes docs/benchmarks/results.md, chart.svg,
+//                                      results.json and the README's table
+//   npm run bench -- --quick           smoke sizes; writes nothing under docs/
+//   options: --json FILE (also write the results as JSON), --only run_perf,run_perf_warm,...
+//            (workloads), --locks floor,proclock-sync,... (contestant ids), --trials N
 //
-// Prints a markdown report and writes it to docs/benchmarks/results.md. Speed is reported, never
-// asserted; lost updates are asserted (the process exits 1 if any real lock loses one).
-import { execFileSync, fork } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+// Speed is reported, never asserted. Lost updates are asserted: the process exits 1 if any lock
+// loses one in run_perf or scaling, or if a workload failed.
+import { fork } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Lock } from '../dist/index.mjs'
+import { contestants, LOCKFILE_STALE_NOTE, notApplicable } from './locks.mjs'
+import { renderMarkdown } from './report.mjs'
+import { writeDocs } from './render.mjs'
+import { setup } from './setup.mjs'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
-const root = join(here, '..')
-const require = createRequire(import.meta.url)
-const quick = process.argv.includes('--quick')
-
-// --- setup: peers and the floor are the benchmark's own business ---
-if (!existsSync(join(here, 'node_modules/fs-ext'))) {
-  execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' })
+const argv = process.argv.slice(2)
+const flag = (name) => argv.includes(name)
+const option = (name) => {
+  const i = argv.indexOf(name)
+  return i >= 0 ? argv[i + 1] : undefined
 }
-if (!existsSync(join(here, 'build/bare.cjs'))) {
-  execFileSync(
-    join(root, 'node_modules/.bin/napi'),
-    ['build', '--platform', '--release', '--manifest-path', join(here, 'bare-futex/Cargo.toml'), '--output-dir', join(here, 'build'), '--js', 'bare.cjs', '--no-dts-header', '--dts', 'bare.d.ts'],
-    { cwd: root, stdio: 'inherit' },
-  )
-}
-const { openBareLock } = require('./build/bare.cjs')
-const fsExt = require('fs-ext')
-const fsx = require('fs-native-extensions')
+const quick = flag('--quick')
+const onlyWorkloads = option('--only')?.split(',')
+const onlyLocks = option('--locks')?.split(',')
+const jsonOut = option('--json')
+const write = !quick && !onlyWorkloads && !onlyLocks
 
+// Peers and the floor are the benchmark's own business (setup.mjs).
+setup()
+
+const sizes = quick
+  ? { rounds: 3, roundMs: 15, P: 4, C: 100, perfTrials: 1, handoffRounds: 20, handoffTrials: 1, scaling: [1, 2, 4], scalingCycles: 200, scalingTrials: 1, many: [1000], recoveryRounds: 3, staleRounds: 0 }
+  : { rounds: 9, roundMs: 100, P: 15, C: 1000, perfTrials: 5, handoffRounds: 200, handoffTrials: 3, scaling: [1, 2, 4, 8, 16], scalingCycles: 4000, scalingTrials: 3, many: [1000, 10_000, 100_000], recoveryRounds: 30, staleRounds: 5 }
+if (option('--trials')) sizes.perfTrials = sizes.handoffTrials = sizes.scalingTrials = Number(option('--trials'))
+
+// Everything lives on tmpfs where there is one, so no lock pays for a disk.
 const shmBase = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 const scratch = mkdtempSync(join(shmBase, 'proclock-bench-'))
-const dir = join(scratch, 'locks')
+const ctx = { scratch, dir: join(scratch, 'locks') }
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }))
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]
 }
-const fmt = (x, digits = 1) => (x >= 100 ? x.toFixed(0) : x.toFixed(digits))
-const lines = []
-const say = (s = '') => {
-  lines.push(s)
-  console.log(s)
-}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const log = (s) => process.stderr.write(`${s}\n`)
 
-// --- 1. uncontended pairs, interleaved rounds, median of rounds ---
-function uncontendedSync() {
-  const lockFile = join(scratch, 'flock')
-  writeFileSync(lockFile, '')
-  const bare = openBareLock(join(scratch, 'bare'))
-  const pl = new Lock('uncontended', { dir })
-  const fd = openSync(lockFile, 'r+')
-  const fd2 = openSync(lockFile, 'r+')
-  const impls = {
-    'bare futex (floor)': () => {
-      bare.tryLock()
-      bare.unlock()
-    },
-    'proclock tryAcquire+release': () => {
-      pl.tryAcquire()
-      pl.release()
-    },
-    'fs-ext flockSync ex+un': () => {
-      fsExt.flockSync(fd, 'exnb')
-      fsExt.flockSync(fd, 'un')
-    },
-    'fs-native-extensions tryLock+unlock': () => {
-      fsx.tryLock(fd2)
-      fsx.unlock(fd2)
-    },
-  }
-  const n = quick ? 20_000 : 300_000
-  const rounds = quick ? 3 : 9
-  const results = Object.fromEntries(Object.keys(impls).map((k) => [k, []]))
-  for (let r = 0; r < rounds; r++) {
-    for (const [name, pair] of Object.entries(impls)) {
-      const reps = name.startsWith('fs-') ? n / 10 : n
-      const t0 = performance.now()
-      for (let i = 0; i < reps; i++) pair()
-      results[name].push(((performance.now() - t0) * 1e6) / reps)
-    }
-  }
-  pl.close()
-  return Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]))
+// Which contestants take part: available here, and asked for.
+const active = []
+const unavailable = {}
+for (const c of contestants) {
+  if (onlyLocks && !onlyLocks.includes(c.id)) continue
+  const ok = c.available ? await c.available(ctx) : true
+  if (ok === true) active.push(c)
+  else unavailable[c.id] = ok
 }
+const wants = (w) => !onlyWorkloads || onlyWorkloads.includes(w)
+// The rows of a workload: every active contestant of the right mode, with n/a and its reason
+// where the contestant cannot do it.
+const rowsFor = (workload, filter = () => true) =>
+  active
+    .filter((c) => filter(c) && notApplicable(c, workload) !== false)
+    .map((c) => ({ id: c.id, label: c.label, family: c.family, library: c.library, mode: c.mode, call: c.uncontendedLabel, na: notApplicable(c, workload) }))
 
-async function uncontendedAsync() {
-  const pl = new Lock('uncontended-async', { dir })
-  const lockFile = join(scratch, 'flock-async')
-  writeFileSync(lockFile, '')
-  const fd = openSync(lockFile, 'r+')
-  const n = quick ? 20_000 : 200_000
-  const res = { 'proclock await acquire+release': [], 'fs-native-extensions await waitForLock+unlock': [] }
-  for (let r = 0; r < (quick ? 3 : 7); r++) {
-    let t0 = performance.now()
-    for (let i = 0; i < n; i++) {
-      await pl.acquire()
-      pl.release()
-    }
-    res['proclock await acquire+release'].push(((performance.now() - t0) * 1e6) / n)
-    const m = n / 100
-    t0 = performance.now()
-    for (let i = 0; i < m; i++) {
-      await fsx.waitForLock(fd)
-      fsx.unlock(fd)
-    }
-    res['fs-native-extensions await waitForLock+unlock'].push(((performance.now() - t0) * 1e6) / m)
-  }
-  pl.close()
-  return Object.fromEntries(Object.entries(res).map(([k, v]) => [k, median(v)]))
-}
+// Every run gets lock names of its own: a run that ends with a lock held (the floor has no
+// recovery) must not wedge the next one.
+let runNo = 0
+const freshKey = (what, id) => `${what}-${id}-${++runNo}`
 
-// --- 2. shmlock run_perf: 15 processes x 1000 cycles of lock, read u64, write u64+1, unlock ---
-async function runPerf(impl, processes, cycles) {
-  const counterFile = join(scratch, 'counter')
-  const lockFile = join(scratch, `lock-${impl.replace(/\W+/g, '-')}`)
-  writeFileSync(counterFile, Buffer.alloc(8))
-  writeFileSync(lockFile, '')
-  const children = Array.from({ length: processes }, () =>
-    fork(join(here, 'run-perf-child.mjs'), [JSON.stringify({ impl, counterFile, lockFile: impl.startsWith('bare') ? join(scratch, 'bare-rp') : lockFile, dir, cycles })], {
-      stdio: 'inherit',
+// --- child processes ---
+function spawnChild(args, execArgv = []) {
+  const proc = fork(join(here, 'child.mjs'), [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const queue = []
+  const waiters = []
+  let exited = false
+  const exit = new Promise((resolve) =>
+    proc.once('exit', (code, signal) => {
+      exited = true
+      for (const w of waiters.splice(0)) w.reject(new Error(`its process exited (${signal ?? `code ${code}`})`))
+      resolve()
     }),
   )
-  await Promise.all(children.map((c) => new Promise((resolve) => c.once('message', resolve))))
-  const t0 = performance.now()
-  for (const c of children) c.send('go')
-  const all = await Promise.all(children.map((c) => new Promise((resolve) => c.once('message', (m) => resolve(m.samples)))))
-  const wall = performance.now() - t0
-  await Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode === null ? c.once('exit', resolve) : resolve()))))
-  const samples = all.flat()
-  const counter = Number(readFileSync(counterFile).readBigUInt64LE(0))
-  return {
-    impl,
-    mean: samples.reduce((a, b) => a + b, 0) / samples.length,
-    p50: pct(samples, 50),
-    p99: pct(samples, 99),
-    max: Math.max(...samples),
-    throughput: (processes * cycles) / (wall / 1000),
-    lost: processes * cycles - counter,
+  proc.on('message', (m) => {
+    const w = waiters.shift()
+    if (w) w.resolve(m)
+    else queue.push(m)
+  })
+  const next = (type, timeoutMs = 120_000) =>
+    new Promise((resolve, reject) => {
+      if (queue.length) return resolve(queue.shift())
+      if (exited) return reject(new Error(`child ${args.id} exited`))
+      const timer = setTimeout(() => reject(new Error(`no '${type}' from ${args.id} within ${timeoutMs} ms`)), timeoutMs)
+      waiters.push({
+        resolve: (m) => (clearTimeout(timer), resolve(m)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      })
+    }).then((m) => {
+      if (m.type === 'failed') throw new Error(m.message)
+      if (type && m.type !== type) throw new Error(`expected '${type}' from ${args.id}, got '${m.type}'`)
+      return m
+    })
+  const stop = async () => {
+    if (!exited) proc.kill('SIGKILL')
+    await exit
+  }
+  return { proc, next, send: (m) => proc.send(m), exit, stop, get exited() { return exited } }
+}
+
+async function withChildren(list, fn) {
+  try {
+    return await fn(list)
+  } finally {
+    await Promise.all(list.map((c) => c.stop()))
   }
 }
 
-// --- 3. recovery: SIGKILL the holder, time until a waiter holds the lock ---
-async function recovery(rounds) {
-  const waiter = new Lock('recovery', { dir })
-  const latencies = []
-  const holderSource = `
-    import { Lock } from ${JSON.stringify(join(root, 'dist/index.mjs'))}
-    const l = new Lock('recovery', { dir: ${JSON.stringify(dir)} }); l.acquireSync(); process.send('held'); setInterval(() => {}, 1e6)`
-  const holderFile = join(scratch, 'holder.mjs')
-  writeFileSync(holderFile, holderSource)
-  for (let i = 0; i < rounds; i++) {
-    const child = fork(holderFile, { stdio: 'inherit' })
-    await new Promise((resolve) => child.once('message', resolve))
-    const waiting = waiter.acquire()
-    await new Promise((resolve) => setTimeout(resolve, 15 + (i % 7) * 3))
-    const t0 = performance.now()
-    child.kill('SIGKILL')
-    await waiting
-    latencies.push(performance.now() - t0)
-    if (!waiter.ownerDied) throw new Error('takeover did not report ownerDied')
-    waiter.release()
-    await new Promise((resolve) => (child.exitCode === null && child.signalCode === null ? child.once('exit', resolve) : resolve()))
+// --- 1. uncontended pairs in this process, interleaved rounds, median of rounds ---
+async function uncontended(workload) {
+  const rows = rowsFor(workload, (c) => c.family !== 'none')
+  const locks = {}
+  for (const r of rows) if (!r.na) locks[r.id] = await active.find((c) => c.id === r.id).open(`uncontended-${r.id}`, ctx)
+  const per = Object.fromEntries(Object.keys(locks).map((id) => [id, []]))
+  // Each lock gets a loop compiled on its own (new Function) from its `direct.pair`, the pair
+  // as its users write it: V8 then sees one lock at each call site, as in a program that uses
+  // one library (a loop shared by all would go megamorphic and charge every lock for the
+  // others). Batches of pairs between clock reads, so the clock is no part of a pair's cost.
+  const batch = workload === 'uncontended_sync' ? 100 : 10
+  const loops = Object.fromEntries(
+    Object.entries(locks).map(([id, lock]) => [
+      id,
+      workload === 'uncontended_sync'
+        ? new Function('l', `for (let i = 0; i < ${batch}; i++) { ${lock.direct.pair} } return ${batch}`)
+        : new Function('l', `return (async () => { for (let i = 0; i < ${batch}; i++) { ${lock.direct.pair} } return ${batch} })()`),
+    ]),
+  )
+  for (const r of rows) if (!r.na) r.pair = locks[r.id].direct.pair
+  for (let round = 0; round < sizes.rounds; round++) {
+    for (const [id, lock] of Object.entries(locks)) {
+      const loop = loops[id]
+      let n = 0
+      const t0 = performance.now()
+      let elapsed = 0
+      do {
+        n += await loop(lock.direct.raw)
+        elapsed = performance.now() - t0
+      } while (elapsed < sizes.roundMs)
+      per[id].push((elapsed * 1e6) / n)
+    }
   }
-  waiter.close()
-  return { p50: pct(latencies, 50), p99: pct(latencies, 99), max: Math.max(...latencies), rounds }
+  for (const r of rows) if (!r.na) r.ns = median(per[r.id])
+  return rows
 }
 
-// --- report ---
+// --- 2 and 4. the run_perf cycle with P processes x C cycles each ---
+// The warm-up given to each process in the warmed workloads (see child.mjs).
+const WARM = quick ? { cycles: 2_000, ms: 30 } : { cycles: 20_000, ms: 300 }
+
+async function cycleRun(id, P, C, warm = undefined) {
+  const counterFile = join(scratch, 'counter')
+  writeFileSync(counterFile, Buffer.alloc(8))
+  const key = freshKey('run-perf', id)
+  return withChildren(
+    Array.from({ length: P }, () => spawnChild({ id, key, ctx, counterFile, warm })),
+    async (children) => {
+      await Promise.all(children.map((c) => c.next('ready')))
+      const t0 = performance.now()
+      for (const c of children) c.send({ type: 'go', cycles: C })
+      const all = await Promise.all(children.map((c) => c.next('done', 600_000)))
+      const wall = performance.now() - t0
+      for (const c of children) c.send({ type: 'exit' })
+      await Promise.all(children.map((c) => c.exit))
+      const samples = all.flatMap((m) => m.samples)
+      const counter = Number(readFileSync(counterFile).readBigUInt64LE(0))
+      return {
+        mean: samples.reduce((a, b) => a + b, 0) / samples.length,
+        p50: pct(samples, 50),
+        p99: pct(samples, 99),
+        max: Math.max(...samples),
+        throughput: (P * C) / (wall / 1000),
+        lost: P * C - counter,
+      }
+    },
+  )
+}
+
+async function runPerf(warm = undefined) {
+  const rows = rowsFor('run_perf')
+  const trials = Object.fromEntries(rows.map((r) => [r.id, []]))
+  // Interleaved trials (every lock once per trial), median of each figure per lock: one run of
+  // each in sequence is at the mercy of whatever else this shared machine is doing. Ratios are
+  // taken within a trial, then their median is reported.
+  for (let t = 0; t < sizes.perfTrials; t++) {
+    for (const r of rows) {
+      if (r.na || r.error) continue
+      log(`run_perf${warm ? ' (warmed)' : ''} trial ${t + 1}/${sizes.perfTrials}: ${r.label}`)
+      try {
+        trials[r.id].push(await cycleRun(r.id, sizes.P, sizes.C, warm))
+      } catch (error) {
+        r.error = error.message
+      }
+    }
+  }
+  const floorRuns = trials.floor ?? []
+  for (const r of rows) {
+    const runs = trials[r.id]
+    if (r.na || r.error || runs.length === 0) continue
+    for (const k of ['mean', 'p50', 'p99', 'max', 'throughput']) r[k] = median(runs.map((x) => x[k]))
+    r.lost = Math.max(...runs.map((x) => x.lost))
+    r.trials = runs.length
+    if (floorRuns.length === runs.length) r.vsFloor = median(runs.map((x, i) => x.throughput / floorRuns[i].throughput))
+    r.perTrial = runs.map((x) => x.throughput)
+  }
+  return rows
+}
+
+async function scaling() {
+  const rows = rowsFor('scaling')
+  for (const r of rows) r.throughput = {}
+  const runs = Object.fromEntries(rows.map((r) => [r.id, Object.fromEntries(sizes.scaling.map((n) => [n, []]))]))
+  for (let t = 0; t < sizes.scalingTrials; t++) {
+    for (const n of sizes.scaling) {
+      for (const r of rows) {
+        if (r.na || r.error) continue
+        log(`scaling trial ${t + 1}/${sizes.scalingTrials}: ${n} processes, ${r.label}`)
+        try {
+          const res = await cycleRun(r.id, n, Math.max(1, Math.round(sizes.scalingCycles / n)))
+          if (res.lost !== 0) r.lost = (r.lost ?? 0) + res.lost
+          runs[r.id][n].push(res.throughput)
+        } catch (error) {
+          r.error = error.message
+        }
+      }
+    }
+  }
+  for (const r of rows) if (!r.na && !r.error) for (const n of sizes.scaling) r.throughput[n] = median(runs[r.id][n])
+  return { counts: sizes.scaling, cyclesPerRun: sizes.scalingCycles, rows }
+}
+
+// --- 3. handoff: release in one process to a waiting acquire resolving in another ---
+async function handoffRun(id) {
+  const key = freshKey('handoff', id)
+  return withChildren([spawnChild({ id, key, ctx, warm: WARM }), spawnChild({ id, key, ctx, warm: WARM })], async ([a, b]) => {
+    await Promise.all([a.next('ready'), b.next('ready')])
+    a.send({ type: 'acquire' })
+    await a.next('waiting')
+    await a.next('acquired')
+    let [holder, waiter] = [a, b]
+    const latencies = []
+    for (let i = 0; i < sizes.handoffRounds; i++) {
+      waiter.send({ type: 'acquire' })
+      await waiter.next('waiting')
+      // Long enough for the waiter to be asleep in its lock (or its poll) before the release.
+      await sleep(2)
+      holder.send({ type: 'release' })
+      const [released, acquired] = await Promise.all([holder.next('released'), waiter.next('acquired')])
+      latencies.push(Number(BigInt(acquired.at) - BigInt(released.at)) / 1000)
+      ;[holder, waiter] = [waiter, holder]
+    }
+    return latencies
+  })
+}
+
+async function handoff() {
+  const rows = rowsFor('handoff')
+  const per = Object.fromEntries(rows.map((r) => [r.id, []]))
+  for (let t = 0; t < sizes.handoffTrials; t++) {
+    for (const r of rows) {
+      if (r.na || r.error) continue
+      log(`handoff trial ${t + 1}/${sizes.handoffTrials}: ${r.label}`)
+      try {
+        per[r.id].push(await handoffRun(r.id))
+      } catch (error) {
+        r.error = error.message
+      }
+    }
+  }
+  for (const r of rows) {
+    if (r.na || r.error) continue
+    // Percentiles per trial, median over trials.
+    r.p50 = median(per[r.id].map((l) => pct(l, 50)))
+    r.p99 = median(per[r.id].map((l) => pct(l, 99)))
+    r.rounds = per[r.id].reduce((a, l) => a + l.length, 0)
+  }
+  return rows
+}
+
+// --- 6. recovery: SIGKILL of the holder to a waiter (another process) holding the lock ---
+async function recoveryRun(c) {
+  const staleCtx = c.stale ? { ...ctx, stale: 2000 } : ctx
+  const rounds = c.stale ? sizes.staleRounds : sizes.recoveryRounds
+  const key = freshKey('recovery', c.id)
+  return withChildren([spawnChild({ id: c.id, key, ctx: staleCtx })], async ([waiter]) => {
+    await waiter.next('ready')
+    const latencies = []
+    for (let i = 0; i < rounds; i++) {
+      await withChildren([spawnChild({ id: c.id, key, ctx: staleCtx })], async ([holder]) => {
+        await holder.next('ready')
+        holder.send({ type: 'acquire' })
+        await holder.next('waiting')
+        await holder.next('acquired')
+        waiter.send({ type: 'acquire' })
+        await waiter.next('waiting')
+        await sleep(15 + (i % 7) * 3)
+        const t0 = process.hrtime.bigint()
+        holder.proc.kill('SIGKILL')
+        const got = await waiter.next('acquired', 60_000)
+        latencies.push(Number(BigInt(got.at) - t0) / 1e6)
+        waiter.send({ type: 'release' })
+        await waiter.next('released')
+      })
+    }
+    return latencies
+  })
+}
+
+async function recovery() {
+  const rows = rowsFor('recovery')
+  for (const r of rows) {
+    const c = active.find((x) => x.id === r.id)
+    if (r.na) continue
+    if (c.stale) r.note = LOCKFILE_STALE_NOTE
+    if (c.stale && sizes.staleRounds === 0) {
+      r.na = 'skipped in --quick (each round takes over 2 s)'
+      continue
+    }
+    log(`recovery: ${r.label}`)
+    try {
+      const l = await recoveryRun(c)
+      Object.assign(r, { p50: pct(l, 50), p99: pct(l, 99), max: Math.max(...l), rounds: l.length })
+    } catch (error) {
+      r.error = error.message
+    }
+  }
+  return rows
+}
+
+// --- 5. many locks in one process: time and memory per lock ---
+async function many() {
+  // One contestant per library: its synchronous form where it has one.
+  const seen = new Set()
+  const rows = []
+  for (const c of active) {
+    if (c.family === 'none' || seen.has(c.library)) continue
+    const na = notApplicable(c, 'many')
+    if (na === false) continue
+    if (na && active.some((o) => o.library === c.library && o !== c && notApplicable(o, 'many') === null)) continue
+    seen.add(c.library)
+    rows.push({ id: c.id, label: c.library, family: c.family, library: c.library, na, cells: {} })
+  }
+  for (const n of sizes.many) {
+    for (const r of rows) {
+      if (r.na) continue
+      log(`many locks: ${n} x ${r.label}`)
+      // A fresh scratch directory per run, so no run finds another's files.
+      const own = { scratch: join(scratch, `many-${r.id}-${n}`), dir: join(scratch, `many-${r.id}-${n}`, 'locks') }
+      mkdirSync(own.scratch, { recursive: true })
+      try {
+        r.cells[n] = await withChildren([spawnChild({ id: r.id, ctx: own }, ['--expose-gc'])], async ([child]) => {
+          await child.next('ready')
+          child.send({ type: 'many', count: n })
+          const m = await child.next('many', 600_000)
+          await child.exit
+          return m.failedAt === undefined ? { ns: m.ns, bytes: m.bytes } : { error: m.error, failedAt: m.failedAt }
+        })
+      } catch (error) {
+        r.cells[n] = { error: error.message }
+      }
+      rmSync(own.scratch, { recursive: true, force: true })
+    }
+  }
+  return { sizes: sizes.many, rows }
+}
+
+// The limits the many-locks workload can meet: open files per process, memory maps per process.
+function machineLimits() {
+  const read = (f) => {
+    try {
+      return readFileSync(f, 'utf8').trim()
+    } catch {
+      return undefined
+    }
+  }
+  const soft = read('/proc/self/limits')?.match(/Max open files\s+(\d+)/)?.[1]
+  return { openFiles: soft ? Number(soft) : undefined, maxMapCount: read('/proc/sys/vm/max_map_count') }
+}
+
+// --- run ---
 const cpus = os.cpus()
-say(`# proclock benchmark`)
-say()
-say(`${new Date().toISOString().slice(0, 10)} · ${cpus.length} x ${cpus[0]?.model.trim()} · ${os.type()} ${os.release()} · Node ${process.version}${quick ? ' · quick mode (smoke sizes)' : ''}`)
-say()
-say('Lower is better for times, higher for throughput. Ratios are against the floor: a bare')
-say('cross-process CAS + futex lock with no owner record and no crash safety (benchmark/bare-futex).')
-say()
-
-const sync = uncontendedSync()
-const floor = sync['bare futex (floor)']
-say('## Uncontended acquire + release, synchronous (ns per pair, median of interleaved rounds)')
-say()
-say('| lock | ns/pair | vs floor |')
-say('|---|---:|---:|')
-for (const [name, ns] of Object.entries(sync)) say(`| ${name} | ${fmt(ns)} | ${(ns / floor).toFixed(2)}x |`)
-say()
-
-const asyncRes = await uncontendedAsync()
-say('## Uncontended acquire + release, asynchronous (ns per pair)')
-say()
-say('| lock | ns/pair |')
-say('|---|---:|')
-for (const [name, ns] of Object.entries(asyncRes)) say(`| ${name} | ${fmt(ns)} |`)
-say()
-
-const P = quick ? 4 : 15
-const C = quick ? 200 : 1000
-const impls = [
-  'no lock',
-  'bare futex (floor)',
-  'proclock acquireSync',
-  'proclock await acquire',
-  'fs-ext flockSync',
-  'fs-native-extensions waitForLockSync',
-  'fs-native-extensions waitForLock',
-]
-// Several interleaved trials (every lock once per trial), median of each figure per lock: one
-// run of each in sequence is at the mercy of whatever else this shared machine is doing.
-const TRIALS = quick ? 1 : 5
-const trials = Object.fromEntries(impls.map((i) => [i, []]))
-for (let t = 0; t < TRIALS; t++) for (const impl of impls) trials[impl].push(await runPerf(impl, P, C))
-const perf = impls.map((impl) => {
-  const runs = trials[impl]
-  const mid = (key) => median(runs.map((r) => r[key]))
-  return { impl, mean: mid('mean'), p50: mid('p50'), p99: mid('p99'), max: mid('max'), throughput: mid('throughput'), lost: Math.max(...runs.map((r) => r.lost)) }
-})
-say(`## shmlock run_perf workload: ${P} processes x ${C} cycles (lock, read u64, write u64+1, unlock)`)
-say()
-say(`Per-cycle times include the wait under contention, as in shmlock's run_perf.py. Median of ${TRIALS} interleaved trial${TRIALS > 1 ? 's' : ''}; lost updates are the worst trial.`)
-say()
-say('| lock | mean ms | p50 ms | p99 ms | max ms | cycles/s | vs floor | lost updates |')
-say('|---|---:|---:|---:|---:|---:|---:|---:|')
-const perfFloor = perf.find((r) => r.impl.startsWith('bare')).throughput
-for (const r of perf) {
-  say(`| ${r.impl} | ${r.mean.toFixed(3)} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${r.max.toFixed(2)} | ${fmt(r.throughput, 0)} | ${(r.throughput / perfFloor).toFixed(2)}x | ${r.lost} |`)
+const meta = {
+  date: new Date().toISOString().slice(0, 10),
+  cores: cpus.length,
+  cpu: cpus[0]?.model.trim() ?? 'unknown CPU',
+  os: `${os.type()} ${os.release()}`,
+  node: process.version,
+  quick,
+  loadBefore: os.loadavg(),
+  sizes,
+  unavailable,
+  scratchFs: shmBase === '/dev/shm' ? 'tmpfs (/dev/shm)' : os.tmpdir(),
+  limits: machineLimits(),
 }
-say()
+const results = { meta }
+const started = performance.now()
+if (wants('uncontended_sync')) results.uncontendedSync = await uncontended('uncontended_sync')
+if (wants('uncontended_async')) results.uncontendedAsync = await uncontended('uncontended_async')
+if (wants('run_perf')) results.runPerf = await runPerf()
+if (wants('run_perf_warm')) results.runPerfWarm = { warm: WARM, rows: await runPerf(WARM) }
+if (wants('handoff')) results.handoff = await handoff()
+if (wants('scaling')) results.scaling = await scaling()
+if (wants('many')) results.many = await many()
+if (wants('recovery')) results.recovery = await recovery()
+meta.seconds = (performance.now() - started) / 1000
+meta.loadAfter = os.loadavg()
 
-const rec = await recovery(quick ? 5 : 30)
-say(`## Recovery: SIGKILL of the holder to a waiter holding the lock (${rec.rounds} rounds)`)
-say()
-say(`p50 ${rec.p50.toFixed(2)} ms · p99 ${rec.p99.toFixed(2)} ms · max ${rec.max.toFixed(2)} ms`)
-say()
+const markdown = renderMarkdown(results)
+process.stdout.write(markdown)
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results, null, 2))
+if (write) writeDocs(results)
 
-const get = (name) => perf.find((r) => r.impl === name)
-const checks = [
-  [`uncontended tryAcquire+release within 1.5x of the floor`, sync['proclock tryAcquire+release'] / floor <= 1.5, `${(sync['proclock tryAcquire+release'] / floor).toFixed(2)}x`],
-  [`uncontended sync at least 5x faster than fs-ext flockSync`, sync['fs-ext flockSync ex+un'] / sync['proclock tryAcquire+release'] >= 5, `${(sync['fs-ext flockSync ex+un'] / sync['proclock tryAcquire+release']).toFixed(1)}x`],
-  [`uncontended await acquire+release under 1 microsecond`, asyncRes['proclock await acquire+release'] < 1000, `${fmt(asyncRes['proclock await acquire+release'])} ns`],
-  [`run_perf: zero lost updates for every lock`, perf.every((r) => r.impl === 'no lock' || r.lost === 0), perf.filter((r) => r.impl !== 'no lock').map((r) => r.lost).join('/')],
-  [`run_perf sync throughput at least 0.95x the floor`, get('proclock acquireSync').throughput / perfFloor >= 0.95, `${(get('proclock acquireSync').throughput / perfFloor).toFixed(2)}x`],
-  [`run_perf async throughput at least 2x fs-native-extensions' async lock`, get('proclock await acquire').throughput / get('fs-native-extensions waitForLock').throughput >= 2, `${(get('proclock await acquire').throughput / get('fs-native-extensions waitForLock').throughput).toFixed(1)}x`],
-  [`recovery after SIGKILL p99 within 50 ms`, rec.p99 <= 50, `${rec.p99.toFixed(1)} ms`],
-]
-say('## Targets (MISSION.md section 5)')
-say()
-say('| target | measured | met |')
-say('|---|---:|:---:|')
-for (const [what, ok, value] of checks) say(`| ${what} | ${value} | ${ok ? 'yes' : '**no**'} |`)
-say()
-
-if (!quick) {
-  mkdirSync(join(root, 'docs/benchmarks'), { recursive: true })
-  writeFileSync(join(root, 'docs/benchmarks/results.md'), lines.join('\n') + '\n')
-}
-const lostAny = perf.some((r) => r.impl !== 'no lock' && r.lost !== 0)
-process.exit(lostAny ? 1 : 0)
+const lost = [...(results.runPerf ?? []), ...(results.runPerfWarm?.rows ?? []), ...(results.scaling?.rows ?? [])].filter((r) => r.family !== 'none' && r.lost)
+const failed = Object.values(results)
+  .flatMap((w) => (Array.isArray(w) ? w : (w?.rows ?? [])))
+  .filter((r) => r.error)
+for (const r of lost) log(`LOST UPDATES: ${r.label} lost ${r.lost}`)
+for (const r of failed) log(`FAILED: ${r.label}: ${r.error}`)
+process.exit(lost.length || failed.length ? 1 : 0)

@@ -29,6 +29,24 @@ pub struct Watch {
   id: u64,
   #[cfg(target_os = "linux")]
   pid: u32,
+  /// Set (before the counter is bumped) once the watched process has exited, so a woken
+  /// waiter can tell this wake-up from a release's and probe only after this one.
+  #[cfg(target_os = "linux")]
+  fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watch {
+  /// Has the watched process exited (and the counter been bumped for it)?
+  pub fn fired(&self) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+      self.fired.load(std::sync::atomic::Ordering::Acquire)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+      true
+    }
+  }
 }
 
 /// What [`watch`] could do.
@@ -51,16 +69,16 @@ pub fn watch(pid: u32, identity: u64, counter: &AtomicU32) -> Outcome {
 mod imp {
   use std::collections::HashMap;
   use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-  use std::sync::atomic::Ordering;
-  use std::sync::{Mutex, OnceLock};
+  use std::sync::atomic::{AtomicBool, Ordering};
+  use std::sync::{Arc, Mutex, OnceLock};
 
   use super::*;
   use crate::{os_wait, process_info};
 
   struct Watched {
     pidfd: OwnedFd,
-    /// (subscription id, address of a wake counter in a shared mapping)
-    subscribers: Vec<(u64, usize)>,
+    /// (subscription id, address of a wake counter in a shared mapping, its fired flag)
+    subscribers: Vec<(u64, usize, Arc<AtomicBool>)>,
   }
 
   struct Registry {
@@ -143,15 +161,16 @@ mod imp {
     let Some(watched) = reg.by_pid.get_mut(&pid) else {
       return Outcome::Unavailable;
     };
-    watched.subscribers.push((id, counter as *const AtomicU32 as usize));
-    Outcome::Watching(Watch { id, pid })
+    let fired = Arc::new(AtomicBool::new(false));
+    watched.subscribers.push((id, counter as *const AtomicU32 as usize, fired.clone()));
+    Outcome::Watching(Watch { id, pid, fired })
   }
 
   impl Drop for Watch {
     fn drop(&mut self) {
       let Some(mut reg) = lock() else { return };
       if let Some(w) = reg.by_pid.get_mut(&self.pid) {
-        w.subscribers.retain(|(id, _)| *id != self.id);
+        w.subscribers.retain(|(id, _, _)| *id != self.id);
       }
     }
   }
@@ -172,10 +191,12 @@ mod imp {
         let Some(w) = reg.by_pid.remove(&pid) else { continue };
         // SAFETY: valid descriptors.
         unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, w.pidfd.as_raw_fd(), std::ptr::null_mut()) };
-        for (_, addr) in w.subscribers {
+        for (_, addr, fired) in w.subscribers {
           // SAFETY: a subscriber's counter stays mapped until its Watch is dropped, and dropping
           // takes this same lock, which we hold.
           let counter = unsafe { &*(addr as *const AtomicU32) };
+          // Marked before the bump (which releases it): a waiter that sees the bump sees this.
+          fired.store(true, Ordering::Release);
           counter.fetch_add(1, Ordering::SeqCst);
           os_wait::wake(counter, i32::MAX);
         }
@@ -213,12 +234,14 @@ mod tests {
       panic!("no watch")
     };
     assert_eq!(counter.load(Ordering::SeqCst), 0);
+    assert!(!w.fired(), "not fired while the process runs");
     child.kill().unwrap();
     let started = Instant::now();
     while counter.load(Ordering::SeqCst) == 0 {
       assert!(started.elapsed() < Duration::from_secs(5), "no wake within 5 s");
       crate::os_wait::wait(&counter, 0, Some(Duration::from_millis(100)));
     }
+    assert!(w.fired(), "fired by the time the counter moved");
     drop(w);
     child.wait().unwrap();
     assert!(matches!(watch(pid, identity, &counter), Outcome::Gone), "a reaped process is gone");

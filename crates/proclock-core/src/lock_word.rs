@@ -177,6 +177,17 @@ pub trait WaitEnv {
   fn wait(&self, counter: &AtomicU32, expected: u32, timeout: Option<Duration>);
   /// Wake up to `count` sleepers of `counter`.
   fn wake(&self, counter: &AtomicU32, count: i32);
+  /// A sleeper was woken and `holder` still holds: could the wake-up have been `holder`'s
+  /// death? `true` makes the sleeper probe liveness at once. An environment that knows which
+  /// wake-up would announce `holder`'s death (its death watch) and that this one has not come
+  /// may say `false`: the sleeper then goes back to sleep without the probe's system calls.
+  /// That matters under contention, where a holder that releases and at once re-acquires wakes
+  /// a sleeper that finds the same holder again, many times a second. Saying `false` wrongly
+  /// would delay a takeover until the next probe slice, so the default, and any doubt, is
+  /// `true`.
+  fn wake_may_mean_death(&self, _holder: u64) -> bool {
+    true
+  }
 }
 
 fn cas(word: &AtomicU64, current: u64, new: u64, success: Ordering) -> Result<u64, u64> {
@@ -240,8 +251,8 @@ pub fn acquire<E: WaitEnv>(
   // giving up at the deadline, so even a zero timeout takes over from a dead holder.
   let mut probe_due: Option<Instant> = None;
   // The holder we last slept on, and whether the wake counter moved while we slept. A wake-up
-  // with the same holder still holding is worth a probe (it may be the death watch); with a new
-  // holder it is not (whoever just took the lock is alive).
+  // with the same holder still holding is worth a probe if it may be the death watch (the
+  // environment says); with a new holder it is not (whoever just took the lock is alive).
   let mut slept_on: Option<u64> = None;
   let mut woken = false;
   loop {
@@ -261,7 +272,7 @@ pub fn acquire<E: WaitEnv>(
 
     let now = Instant::now();
     let out_of_time = deadline.is_some_and(|d| now >= d);
-    if woken || out_of_time || probe_due.is_some_and(|t| now >= t) {
+    if (woken && env.wake_may_mean_death(holder)) || out_of_time || probe_due.is_some_and(|t| now >= t) {
       woken = false;
       probe_due = None;
       if env.holder_is_dead(holder) {
@@ -296,7 +307,9 @@ pub fn acquire<E: WaitEnv>(
     let wake_by = deadline.map_or(probe_at, |d| d.min(probe_at));
     slept = true;
     env.wait(&cell.wake, seen, Some(wake_by.saturating_duration_since(now)));
-    woken = cell.wake.load(Ordering::Relaxed) != seen;
+    // Acquire: whatever a waker wrote before bumping the counter (the death watch marks its
+    // subscription fired first) is visible to `wake_may_mean_death` below.
+    woken = cell.wake.load(Ordering::Acquire) != seen;
   }
 }
 
@@ -509,6 +522,50 @@ mod tests {
     try_fast(&cell, a).unwrap();
     release(&cell, a, &e).unwrap();
     assert_eq!(e.wakes.get(), wakes + 1);
+  }
+
+  /// Every sleep is cut short by a wake-up (as when the holder releases and at once re-takes
+  /// the lock), and the environment says whether such a wake-up may mean death.
+  struct Rewoken {
+    may_mean_death: bool,
+    probes: Cell<u32>,
+  }
+  impl WaitEnv for Rewoken {
+    fn holder_is_dead(&self, _: u64) -> bool {
+      self.probes.set(self.probes.get() + 1);
+      false
+    }
+    fn watch(&self, _: u64) -> Duration {
+      Duration::from_secs(1)
+    }
+    fn wait(&self, counter: &AtomicU32, _: u32, _: Option<Duration>) {
+      counter.fetch_add(1, Ordering::SeqCst);
+    }
+    fn wake(&self, _: &AtomicU32, _: i32) {}
+    fn wake_may_mean_death(&self, _: u64) -> bool {
+      self.may_mean_death
+    }
+  }
+
+  #[test]
+  fn a_wake_that_cannot_mean_death_is_not_probed() {
+    for may_mean_death in [true, false] {
+      let cell = LockCell::new();
+      try_fast(&cell, handle_id(1, 1)).unwrap();
+      let e = Rewoken {
+        may_mean_death,
+        probes: Cell::new(0),
+      };
+      let deadline = Instant::now() + Duration::from_millis(5);
+      assert_eq!(acquire(&cell, handle_id(2, 1), &e, Some(deadline), &|| false), Err(Stop::TimedOut));
+      let woken = cell.wake.load(Ordering::Relaxed);
+      if may_mean_death {
+        assert!(e.probes.get() + 1 >= woken, "every wake-up is probed: {} of {woken}", e.probes.get());
+      } else {
+        // Only the probe before giving up at the deadline.
+        assert_eq!(e.probes.get(), 1, "{woken} wake-ups");
+      }
+    }
   }
 
   #[test]

@@ -111,8 +111,9 @@ impl ShmSpace {
 enum Watching {
   #[default]
   Nothing,
-  /// Its process's death will bump the wake counter (until `_watch` is dropped).
-  Subscribed { holder: u64, _watch: Watch },
+  /// Its process's death will bump the wake counter (until `watch` is dropped), and mark
+  /// `watch` fired first.
+  Subscribed { holder: u64, watch: Watch },
   /// Reported gone (so probed at once) once already.
   ToldGone(u64),
 }
@@ -165,7 +166,7 @@ impl WaitEnv for SlotEnv<'_> {
     }
     match death_watch::watch(pid, identity, &self.slot.cell.wake) {
       Outcome::Watching(w) => {
-        *watching = Watching::Subscribed { holder, _watch: w };
+        *watching = Watching::Subscribed { holder, watch: w };
         WATCHED_PROBE_INTERVAL
       }
       Outcome::Gone => gone(&mut watching),
@@ -177,6 +178,16 @@ impl WaitEnv for SlotEnv<'_> {
   }
   fn wake(&self, counter: &AtomicU32, count: i32) {
     os_wait::wake(counter, count)
+  }
+  fn wake_may_mean_death(&self, holder: u64) -> bool {
+    // Subscribed to `holder`'s process: its death is announced by that subscription, so any
+    // other wake-up (a release followed by the same handle re-acquiring, a cancelled
+    // neighbour) needs no probe. Anything else (no watch possible, a holder in this process,
+    // one already reported gone) keeps probing on every wake-up.
+    match &*self.watching.borrow() {
+      Watching::Subscribed { holder: h, watch } if *h == holder => watch.fired(),
+      _ => true,
+    }
   }
 }
 

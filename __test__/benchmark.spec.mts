@@ -1,0 +1,75 @@
+// The benchmark's smoke run: `npm run bench -- --quick` in a child process completes, every
+// lock it measures (proclock, the floor and all five peers) produces figures, and no lock loses
+// an update in the contended workloads. Speed is never asserted here: only that the suite runs
+// and that every lock really excludes.
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+
+interface Row {
+  id: string
+  label: string
+  library: string
+  family: string
+  na?: string | null
+  error?: string
+  lost?: number
+  ns?: number
+  throughput?: number | Record<string, number>
+  p50?: number
+  p99?: number
+}
+
+;(process.platform === 'linux' ? test : test.skip)('npm run bench -- --quick runs every lock and none loses an update', async (t) => {
+  t.timeout(150_000)
+  const json = join(mkdtempSync(join(tmpdir(), 'proclock-bench-test-')), 'results.json')
+  const run = await new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
+    const child = execFile(process.execPath, [join(root, 'benchmark/run.mjs'), '--quick', '--json', json], { cwd: root, timeout: 140_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    )
+    child.stdin?.end()
+  })
+  t.is(run.code, 0, run.stderr.split('\n').slice(-20).join('\n'))
+  t.true(run.stdout.includes('## Targets (MISSION.md section 5)'), 'the report was printed')
+
+  const results = JSON.parse(readFileSync(json, 'utf8')) as Record<string, Row[] | { rows: Row[] } | undefined>
+  const rows = (key: string): Row[] => {
+    const w = results[key]
+    return Array.isArray(w) ? w : (w?.rows ?? [])
+  }
+
+  // Contended workloads: every lock that can wait ran, and lost nothing.
+  const perf = rows('runPerf').filter((r) => r.family !== 'none')
+  const warmed = rows('runPerfWarm').filter((r) => r.family !== 'none')
+  t.true(warmed.length > 0, 'the warmed run_perf ran')
+  for (const r of [...perf, ...warmed, ...rows('scaling')]) {
+    t.falsy(r.error, `${r.label}: ${r.error}`)
+    if (r.na) continue
+    t.is(r.lost ?? 0, 0, `${r.label} lost updates`)
+  }
+  const ran = perf.filter((r) => !r.na)
+  t.true(ran.every((r) => typeof r.throughput === 'number' && r.throughput > 0))
+
+  // Every library was really measured somewhere (a missing peer fails here, never skips).
+  const measured = new Set(
+    ['uncontendedSync', 'uncontendedAsync', 'runPerf', 'handoff', 'recovery']
+      .flatMap(rows)
+      .filter((r) => !r.na && !r.error && [r.ns, r.throughput, r.p50].some((v) => typeof v === 'number'))
+      .map((r) => r.library),
+  )
+  for (const library of ['proclock', 'bare futex (floor)', 'proper-lockfile', 'lockfile', 'fs-ext', 'os-lock', 'fs-native-extensions']) {
+    t.true(measured.has(library), `${library} was measured`)
+  }
+
+  // proclock has a figure in every workload, and took over from every SIGKILLed holder.
+  for (const key of ['uncontendedSync', 'uncontendedAsync', 'runPerf', 'handoff', 'recovery']) {
+    t.true(rows(key).some((r) => r.library === 'proclock' && !r.na && !r.error), `proclock measured in ${key}`)
+  }
+  const many = rows('many').find((r) => r.library === 'proclock') as unknown as { cells: Record<string, { ns?: number; error?: string }> }
+  t.true(Object.values(many.cells).every((c) => typeof c.ns === 'number'), 'proclock opened every lock in the many-locks run')
+})
