@@ -125,6 +125,12 @@ test('the main thread and a worker thread exclude each other', async (t) => {
     }
     parentPort.postMessage('done')`
   const worker = new Worker(workerSource, { eval: true, workerData: { shared, dir } })
+  // Listen from the start: a worker that finishes first posts 'done' while the loop below runs,
+  // and a message with no listener yet is lost (the test then waited for ever).
+  const workerDone = new Promise((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+  })
   const lock = new Lock('mt', { dir })
   for (let i = 0; i < 3000; i++) {
     await lock.acquire()
@@ -135,7 +141,7 @@ test('the main thread and a worker thread exclude each other', async (t) => {
     Atomics.sub(view, 1, 1)
     lock.release()
   }
-  await new Promise((resolve) => worker.once('message', resolve))
+  await workerDone
   await worker.terminate()
   t.is(view[2], 0, 'the worker and the main thread overlapped')
   t.is(view[0], 6000)
