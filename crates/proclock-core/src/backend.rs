@@ -68,6 +68,9 @@ impl RawLock for AnyLock {
   ) -> Result<std::result::Result<Acquired, Stop>> {
     dispatch!(self, l => l.lock(description, deadline, cancelled))
   }
+  fn lock_uncancellable(&self, description: &[u8], deadline: Option<Instant>) -> Result<std::result::Result<Acquired, Stop>> {
+    dispatch!(self, l => l.lock_uncancellable(description, deadline))
+  }
   #[inline]
   fn unlock(&self) -> Result<()> {
     dispatch!(self, l => l.unlock())

@@ -300,6 +300,17 @@ impl RawLock for FileLock {
     }
   }
 
+  /// A synchronous wait with no deadline can neither time out nor be cancelled, so it needs no
+  /// helper thread: it waits in the kernel on the handle's own description, and is woken by the
+  /// kernel directly (one wake-up for a hand-off instead of two).
+  fn lock_uncancellable(&self, description: &[u8], deadline: Option<Instant>) -> Result<std::result::Result<Acquired, Stop>> {
+    if deadline.is_some() {
+      return self.lock(description, deadline, &|| false);
+    }
+    os::lock(&self.lock_file.file, self.mode).map_err(|e| self.io_error("waiting for the lock on", e))?;
+    self.granted(Holding::Main, description).map(Ok)
+  }
+
   fn unlock(&self) -> Result<()> {
     let Some((holding, mut record)) = guard(&self.holding).take() else {
       return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"));
@@ -542,6 +553,17 @@ mod tests {
     a.unlock().unwrap();
     assert!(waiter.join().unwrap().is_ok());
     assert!(t0.elapsed() < Duration::from_secs(1));
+    b.unlock().unwrap();
+    // A synchronous wait without a deadline waits in the kernel on its own description.
+    a.try_lock(b"", true).unwrap().unwrap();
+    let b2 = b.clone();
+    let waiter = std::thread::spawn(move || b2.lock_uncancellable(b"", None).unwrap());
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(!waiter.is_finished());
+    a.unlock().unwrap();
+    let got = waiter.join().unwrap().unwrap();
+    assert!(!got.owner_died);
+    assert!(a.try_lock(b"", true).unwrap().is_none(), "b holds it");
     b.unlock().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
   }

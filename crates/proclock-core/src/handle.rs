@@ -154,7 +154,7 @@ impl<R: RawLock + 'static> Handle<R> {
     }
     let desc = self.desc(description)?;
     let deadline = timeout.map(|t| Instant::now() + t);
-    match self.raw.lock(desc, deadline, &|| false)? {
+    match self.raw.lock_uncancellable(desc, deadline)? {
       Ok(a) => {
         self.now_held(a);
         self.state.store(HELD, Release);

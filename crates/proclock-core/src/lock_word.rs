@@ -560,7 +560,11 @@ mod tests {
       assert_eq!(acquire(&cell, handle_id(2, 1), &e, Some(deadline), &|| false), Err(Stop::TimedOut));
       let woken = cell.wake.load(Ordering::Relaxed);
       if may_mean_death {
-        assert!(e.probes.get() + 1 >= woken, "every wake-up is probed: {} of {woken}", e.probes.get());
+        assert!(
+          e.probes.get() + 1 >= woken,
+          "every wake-up is probed: {} of {woken}",
+          e.probes.get()
+        );
       } else {
         // Only the probe before giving up at the deadline.
         assert_eq!(e.probes.get(), 1, "{woken} wake-ups");

@@ -36,6 +36,12 @@ pub trait RawLock: Send + Sync {
     deadline: Option<Instant>,
     cancelled: &dyn Fn() -> bool,
   ) -> Result<std::result::Result<Acquired, Stop>>;
+  /// [`RawLock::lock`] on the caller's own thread, which nothing can cancel (a synchronous
+  /// acquisition). A backend whose waits need a helper thread only to be cancellable may wait
+  /// directly here.
+  fn lock_uncancellable(&self, description: &[u8], deadline: Option<Instant>) -> Result<std::result::Result<Acquired, Stop>> {
+    self.lock(description, deadline, &|| false)
+  }
   /// Release a hold of this handle. `NotHeld` if this handle does not hold it (any more).
   fn unlock(&self) -> Result<()>;
   /// Release a hold of this handle so that the next holder is told the owner died.
