@@ -8,6 +8,7 @@ use std::path::Path;
 
 use napi_derive::napi;
 use proclock_core::inspect::{self, LockState};
+use proclock_core::Backend;
 
 use crate::{js_err, Code, NativeOwner};
 
@@ -23,7 +24,7 @@ pub struct NativeLockState {
 impl From<LockState> for NativeLockState {
   fn from(s: LockState) -> Self {
     NativeLockState {
-      backend: s.backend.to_owned(),
+      backend: s.backend.name().to_owned(),
       locked: s.locked(),
       name: s.name,
       owner: s.seen.owner.map(NativeOwner::from),
@@ -34,7 +35,8 @@ impl From<LockState> for NativeLockState {
 /// The state of one lock, without taking it or creating anything.
 #[napi]
 pub fn inspect_lock(backend: String, name: String, dir: Option<String>) -> napi::Result<NativeLockState, Code> {
-  inspect::inspect(&backend, &name, dir.as_deref().map(Path::new))
+  let backend = Backend::parse(&backend).map_err(js_err)?;
+  inspect::inspect(backend, &name, dir.as_deref().map(Path::new))
     .map(NativeLockState::from)
     .map_err(js_err)
 }
@@ -54,5 +56,6 @@ pub fn list_locks(dir: Option<String>) -> napi::Result<Vec<NativeLockState>, Cod
 /// End the current hold of a lock, whoever holds it; false if it was not held.
 #[napi]
 pub fn force_release(backend: String, name: String, dir: Option<String>) -> napi::Result<bool, Code> {
-  inspect::force_release(&backend, &name, dir.as_deref().map(Path::new)).map_err(js_err)
+  let backend = Backend::parse(&backend).map_err(js_err)?;
+  inspect::force_release(backend, &name, dir.as_deref().map(Path::new)).map_err(js_err)
 }

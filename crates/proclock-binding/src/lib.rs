@@ -40,6 +40,12 @@ fn js_err(e: proclock_core::Error) -> napi::Error<Code> {
   napi::Error::new(Code(e.kind().code()), e.message().to_owned())
 }
 
+/// A failure of a Node-API call itself (not of a lock operation), with the code of any other
+/// operating-system failure.
+fn napi_failure(e: napi::Error) -> napi::Error<Code> {
+  napi::Error::new(Code("ELOCKIO"), e.reason.clone())
+}
+
 /// Milliseconds from JS (`Infinity` = no limit) to an optional duration.
 fn timeout(ms: f64) -> napi::Result<Option<Duration>, Code> {
   if ms.is_nan() || ms < 0.0 {
@@ -164,7 +170,7 @@ impl NativeLock {
     let raw = AnyLock::open(backend, &name, dir.as_deref().map(Path::new)).map_err(js_err)?;
     let handle = Arc::new(Handle::new(raw, reentrant, description.unwrap_or_default()).map_err(js_err)?);
     let id = next_id();
-    register(&env, id, &handle).map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+    register(&env, id, &handle).map_err(napi_failure)?;
     Ok(NativeLock { handle, id })
   }
 
@@ -252,9 +258,7 @@ fn acquire_async<'env>(
   description: Option<String>,
 ) -> napi::Result<Object<'env>, Code> {
   let limit = timeout(timeout_ms)?;
-  let (deferred, promise) = env
-    .create_deferred()
-    .map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+  let (deferred, promise) = env.create_deferred().map_err(napi_failure)?;
   let done_handle = handle.clone();
   handle
     .acquire_async(limit, description, move |outcome| {
@@ -293,7 +297,7 @@ impl NativeRwLock {
     let rw = RwHandle::open(&name, dir.as_deref().map(Path::new), description.unwrap_or_default()).map_err(js_err)?;
     let ids = [next_id(), next_id()];
     for (id, half) in ids.iter().zip(rw.halves()) {
-      register(&env, *id, half).map_err(|e| napi::Error::new(Code("ELOCKIO"), e.reason.clone()))?;
+      register(&env, *id, half).map_err(napi_failure)?;
     }
     Ok(NativeRwLock { rw, ids })
   }

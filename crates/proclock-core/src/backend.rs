@@ -19,6 +19,14 @@ pub enum Backend {
 }
 
 impl Backend {
+  /// The option value that names this backend.
+  pub fn name(self) -> &'static str {
+    match self {
+      Backend::Shm => "shm",
+      Backend::File => "file",
+    }
+  }
+
   pub fn parse(name: &str) -> Result<Backend> {
     match name {
       "shm" => Ok(Backend::Shm),

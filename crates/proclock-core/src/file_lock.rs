@@ -43,25 +43,6 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
   m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Opened lock directories by the directory asked for, each with the pid that opened it.
-type Dirs = HashMap<Option<PathBuf>, (u32, Arc<LockDir>)>;
-
-/// The lock directory of `request`, opened once per process (and again after a fork).
-fn lock_dir(request: Option<&Path>) -> Result<Arc<LockDir>> {
-  static DIRS: OnceLock<Mutex<Dirs>> = OnceLock::new();
-  let request = request
-    .map(Path::to_path_buf)
-    .or_else(|| std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from));
-  let pid = crate::process_info::current_pid();
-  let mut dirs = guard(DIRS.get_or_init(Default::default));
-  if let Some((_, dir)) = dirs.get(&request).filter(|(p, _)| *p == pid) {
-    return Ok(dir.clone());
-  }
-  let dir = Arc::new(LockDir::resolve(request.as_deref())?);
-  dirs.insert(request, (pid, dir.clone()));
-  Ok(dir)
-}
-
 /// A blocking kernel request running on a waiter thread.
 struct Request {
   state: Mutex<RequestState>,
@@ -102,7 +83,7 @@ enum Holding {
 impl FileLock {
   pub fn open(name: &str, dir: Option<&Path>, mode: Mode) -> Result<FileLock> {
     let name = LockName::new(name)?;
-    let dir = lock_dir(dir)?;
+    let dir = LockDir::shared(dir)?;
     let lock_file = LockFile::open(&dir, &name)?;
     Ok(FileLock::with(dir, lock_file, mode))
   }
@@ -110,7 +91,9 @@ impl FileLock {
   /// Open the lock of `name` if its lock file exists; creates nothing (not even the directory).
   pub fn open_existing(name: &str, dir: Option<&Path>, mode: Mode) -> Result<Option<FileLock>> {
     let name = LockName::new(name)?;
-    let Some(dir) = existing_dir(dir)? else { return Ok(None) };
+    let Some(dir) = LockDir::shared_existing(dir)? else {
+      return Ok(None);
+    };
     Ok(LockFile::open_existing(&dir, &name)?.map(|lock_file| FileLock::with(dir, lock_file, mode)))
   }
 
@@ -360,7 +343,7 @@ impl RawLock for FileLock {
   /// refuses, naming the holder, rather than pretending. A dead holder's lock is already free
   /// (the next acquirer takes over and sees `ownerDied`), so there is nothing to end either.
   fn force_release(&self) -> Result<bool> {
-    match os::probe(self.probe_file()?).map_err(|e| self.io_error("probing", e))? {
+    match self.probe()? {
       None => Ok(false),
       Some(Mode::Shared) => Err(Error::new(
         ErrorKind::Permission,
@@ -421,14 +404,7 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
     (Some(Mode::Exclusive), true) => Some(info(true)),
     // Held exclusively, by a holder between the grant and its record write (or between its
     // "free" write and the unlock): who it is cannot be told yet.
-    (Some(Mode::Exclusive), false) => Some(OwnerInfo {
-      pid: 0,
-      uuid: String::new(),
-      description: String::new(),
-      since_ms: 0,
-      token: record.token,
-      alive: true,
-    }),
+    (Some(Mode::Exclusive), false) => Some(OwnerInfo::unknown(record.token, true)),
     // Free, but the last exclusive holder died holding: the next acquirer sees ownerDied.
     (None, true) => Some(info(false)),
     // Free, or held by readers only (who have no owner record).
@@ -440,18 +416,9 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   })
 }
 
-/// The lock directory `dir` would resolve to, if it exists; creates nothing.
-fn existing_dir(dir: Option<&Path>) -> Result<Option<Arc<LockDir>>> {
-  match std::fs::symlink_metadata(LockDir::resolve_path(dir)?) {
-    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-    // Anything else (a symlink, someone else's directory) is for `lock_dir` to refuse properly.
-    _ => lock_dir(dir).map(Some),
-  }
-}
-
 /// The holder of file lock `name` (alive or not), without creating anything.
 pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
-  let Some(dir) = existing_dir(dir)? else {
+  let Some(dir) = LockDir::shared_existing(dir)? else {
     return Ok(Seen::default());
   };
   match LockFile::open_existing(&dir, name)? {
@@ -463,7 +430,9 @@ pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
 /// Every file lock in the directory: its readable name and holder. Files that are not
 /// proclock lock files are left out (their names say nothing proclock could report).
 pub fn list(dir: Option<&Path>) -> Result<Vec<(String, Seen)>> {
-  let Some(dir) = existing_dir(dir)? else { return Ok(Vec::new()) };
+  let Some(dir) = LockDir::shared_existing(dir)? else {
+    return Ok(Vec::new());
+  };
   let entries = std::fs::read_dir(dir.path()).map_err(|e| Error::io(format!("listing {}", dir.path().display()), e))?;
   let mut out = Vec::new();
   for entry in entries {

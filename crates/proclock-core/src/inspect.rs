@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::backend::{AnyLock, Backend};
+use crate::error::Result;
 use crate::file_lock::{self, FileLock, Mode};
 use crate::name::LockName;
 use crate::raw_lock::{OwnerInfo, RawLock};
@@ -38,7 +39,7 @@ impl From<Option<OwnerInfo>> for Seen {
 /// One lock as seen from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockState {
-  pub backend: &'static str,
+  pub backend: Backend,
   pub name: String,
   pub seen: Seen,
 }
@@ -53,39 +54,36 @@ impl LockState {
 /// Every lock of one backend: readable name and holder.
 pub type Listing = Vec<(String, Seen)>;
 
-/// A handle of any backend.
-pub type BoxedLock = Box<dyn RawLock>;
-
 /// What a backend provides for inspection. `dir` is the `dir` option (`None`: `PROCLOCK_DIR`,
 /// else the default directory).
 pub struct Inspector {
-  pub name: &'static str,
+  pub backend: Backend,
   /// Whether one lock is held, and by whom; never creates anything.
   pub look: fn(name: &LockName, dir: Option<&Path>) -> Result<Seen>,
   /// Every lock of this backend in the directory, with its readable name and holder.
   pub list: fn(dir: Option<&Path>) -> Result<Listing>,
   /// A handle on an existing lock, for its `force_release`; `None` if there is no such lock.
-  pub open_existing: fn(name: &str, dir: Option<&Path>) -> Result<Option<BoxedLock>>,
+  pub open_existing: fn(name: &str, dir: Option<&Path>) -> Result<Option<AnyLock>>,
 }
 
 /// Every backend `inspect`, `list` and `force_release` know.
 pub const BACKENDS: &[Inspector] = &[
   Inspector {
-    name: "shm",
+    backend: Backend::Shm,
     look: shm_look,
     list: shm_list,
     open_existing: shm_open_existing,
   },
   Inspector {
-    name: "file",
+    backend: Backend::File,
     look: file_lock::inspect,
     list: file_lock::list,
     open_existing: file_open_existing,
   },
 ];
 
-fn file_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<BoxedLock>> {
-  Ok(FileLock::open_existing(name, dir, Mode::Exclusive)?.map(|l| Box::new(l) as BoxedLock))
+fn file_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<AnyLock>> {
+  Ok(FileLock::open_existing(name, dir, Mode::Exclusive)?.map(AnyLock::File))
 }
 
 fn shm_look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
@@ -102,26 +100,23 @@ fn shm_list(dir: Option<&Path>) -> Result<Listing> {
   }
 }
 
-fn shm_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<BoxedLock>> {
-  Ok(ShmLock::open_existing(name, dir)?.map(|l| Box::new(l) as BoxedLock))
+fn shm_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<AnyLock>> {
+  Ok(ShmLock::open_existing(name, dir)?.map(AnyLock::Shm))
 }
 
-fn backend(name: &str) -> Result<&'static Inspector> {
-  BACKENDS.iter().find(|b| b.name == name).ok_or_else(|| {
-    let known: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
-    Error::new(
-      ErrorKind::InvalidArgument,
-      format!("unknown backend {name:?} (known: {})", known.join(", ")),
-    )
-  })
+fn inspector(backend: Backend) -> &'static Inspector {
+  BACKENDS
+    .iter()
+    .find(|i| i.backend == backend)
+    .expect("every backend has an entry in BACKENDS")
 }
 
 /// The state of lock `name` of `backend`. A name never used is free; nothing is created.
-pub fn inspect(backend_name: &str, name: &str, dir: Option<&Path>) -> Result<LockState> {
-  let b = backend(backend_name)?;
+pub fn inspect(backend: Backend, name: &str, dir: Option<&Path>) -> Result<LockState> {
+  let b = inspector(backend);
   let lock_name = LockName::new(name)?;
   Ok(LockState {
-    backend: b.name,
+    backend,
     name: name.to_owned(),
     seen: (b.look)(&lock_name, dir)?,
   })
@@ -133,20 +128,20 @@ pub fn list(dir: Option<&Path>) -> Result<Vec<LockState>> {
   for b in BACKENDS {
     for (name, seen) in (b.list)(dir)? {
       out.push(LockState {
-        backend: b.name,
+        backend: b.backend,
         name,
         seen,
       });
     }
   }
-  out.sort_by(|x, y| (&x.name, x.backend).cmp(&(&y.name, y.backend)));
+  out.sort_by(|x, y| (&x.name, x.backend.name()).cmp(&(&y.name, y.backend.name())));
   Ok(out)
 }
 
 /// End the current hold of lock `name`, whoever holds it. `Ok(false)` if it was not held (or
 /// never existed: nothing is created). See [`RawLock::force_release`] for what follows.
-pub fn force_release(backend_name: &str, name: &str, dir: Option<&Path>) -> Result<bool> {
-  let b = backend(backend_name)?;
+pub fn force_release(backend: Backend, name: &str, dir: Option<&Path>) -> Result<bool> {
+  let b = inspector(backend);
   LockName::new(name)?;
   match (b.open_existing)(name, dir)? {
     Some(lock) => lock.force_release(),
@@ -157,6 +152,7 @@ pub fn force_release(backend_name: &str, name: &str, dir: Option<&Path>) -> Resu
 #[cfg(all(test, unix))]
 mod tests {
   use super::*;
+  use crate::ErrorKind;
 
   #[test]
   fn looking_creates_nothing_and_forcing_ends_a_hold() {
@@ -164,18 +160,18 @@ mod tests {
     let _ = std::fs::remove_dir_all(&p);
     let dir = Some(p.as_path());
     // No directory: free, empty, nothing to force, and still no directory.
-    assert_eq!(inspect("shm", "a", dir).unwrap().seen.owner, None);
+    assert_eq!(inspect(Backend::Shm, "a", dir).unwrap().seen.owner, None);
     assert!(list(dir).unwrap().is_empty());
-    assert!(!force_release("shm", "a", dir).unwrap());
+    assert!(!force_release(Backend::Shm, "a", dir).unwrap());
     assert!(!p.exists(), "looking must not create the lock directory");
-    assert_eq!(inspect("nope", "a", dir).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(Backend::parse("nope").unwrap_err().kind(), ErrorKind::InvalidArgument);
 
     let holder = crate::Handle::new(ShmLock::open("b", dir).unwrap(), false, "the holder".into()).unwrap();
     assert!(holder.try_acquire(None).unwrap());
     let token = holder.token().unwrap();
     // A name never used stays unclaimed after being inspected.
-    assert_eq!(inspect("shm", "a", dir).unwrap().seen.owner, None);
-    let b = inspect("shm", "b", dir).unwrap();
+    assert_eq!(inspect(Backend::Shm, "a", dir).unwrap().seen.owner, None);
+    let b = inspect(Backend::Shm, "b", dir).unwrap();
     assert!(b.locked());
     let owner = b.seen.owner.unwrap();
     assert_eq!(
@@ -185,14 +181,14 @@ mod tests {
     let names: Vec<_> = list(dir).unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["b"]);
 
-    assert!(force_release("shm", "b", dir).unwrap());
-    assert!(!inspect("shm", "b", dir).unwrap().locked());
+    assert!(force_release(Backend::Shm, "b", dir).unwrap());
+    assert!(!inspect(Backend::Shm, "b", dir).unwrap().locked());
     assert_eq!(holder.release().unwrap_err().kind(), ErrorKind::NotHeld);
     let next = crate::Handle::new(ShmLock::open("b", dir).unwrap(), false, String::new()).unwrap();
     assert!(next.try_acquire(None).unwrap());
     assert!(next.owner_died());
     assert!(next.token().unwrap() > token);
-    assert!(!force_release("shm", "a", dir).unwrap());
+    assert!(!force_release(Backend::Shm, "a", dir).unwrap());
     next.close();
     std::fs::remove_dir_all(&p).unwrap();
   }

@@ -30,9 +30,11 @@
 //! `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are refused. ACLs are inherited from the
 //! per-user temp directory; they are not checked here.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{permission, Error, Result};
 
@@ -56,13 +58,47 @@ impl LockDir {
     LockDir::open(&LockDir::resolve_path(explicit)?)
   }
 
+  /// The directory as asked for: `explicit`, else `PROCLOCK_DIR`; `None` means the default.
+  /// No system call: this is the cache key of [`LockDir::shared`] and of the shm spaces.
+  pub fn requested(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+      Some(p) => Some(p.to_path_buf()),
+      None => std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from),
+    }
+  }
+
   /// The path [`LockDir::resolve`] would open, without creating or opening anything (so that
   /// looking at locks never creates a lock directory).
   pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
-    let from_env = std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
-    match explicit.map(Path::to_path_buf).or(from_env) {
+    match LockDir::requested(explicit) {
       Some(p) => std::path::absolute(&p).map_err(|e| Error::io(p.display(), e)),
       None => imp::default_dir(),
+    }
+  }
+
+  /// [`LockDir::resolve`], done once per process (and again after a fork) for each directory as
+  /// asked for, and shared by every lock of every backend there: one descriptor and one
+  /// cleaner-guarding `flock` per directory, and no system call to find it again.
+  pub fn shared(explicit: Option<&Path>) -> Result<Arc<LockDir>> {
+    type Dirs = HashMap<Option<PathBuf>, (u32, Arc<LockDir>)>;
+    static DIRS: OnceLock<Mutex<Dirs>> = OnceLock::new();
+    let request = LockDir::requested(explicit);
+    let pid = crate::process_info::current_pid();
+    let mut dirs = DIRS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, dir)) = dirs.get(&request).filter(|(p, _)| *p == pid) {
+      return Ok(dir.clone());
+    }
+    let dir = Arc::new(LockDir::resolve(request.as_deref())?);
+    dirs.insert(request, (pid, dir.clone()));
+    Ok(dir)
+  }
+
+  /// [`LockDir::shared`] if the directory exists; `None` (creating nothing) if it does not. A
+  /// path that exists but is no good (a symlink, someone else's) is refused by `shared`.
+  pub fn shared_existing(explicit: Option<&Path>) -> Result<Option<Arc<LockDir>>> {
+    match fs::symlink_metadata(LockDir::resolve_path(explicit)?) {
+      Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+      _ => LockDir::shared(explicit).map(Some),
     }
   }
 

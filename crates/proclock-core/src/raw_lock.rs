@@ -25,6 +25,21 @@ pub struct OwnerInfo {
   pub alive: bool,
 }
 
+impl OwnerInfo {
+  /// A holder that has not recorded itself yet (it won the lock a moment ago), or whose record
+  /// cannot be read: only the lock's current token is known.
+  pub fn unknown(token: u64, alive: bool) -> OwnerInfo {
+    OwnerInfo {
+      pid: 0,
+      uuid: String::new(),
+      description: String::new(),
+      since_ms: 0,
+      token,
+      alive,
+    }
+  }
+}
+
 pub trait RawLock: Send + Sync {
   /// One attempt, never waits. Takes the lock if free or abandoned, and, when `probe`, if its
   /// holder's process is dead (which costs system calls when the lock is busy).

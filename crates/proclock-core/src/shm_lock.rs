@@ -34,7 +34,7 @@ pub const WATCHED_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Everything the shm backend keeps per lock directory in this process: the directory, our
 /// process registration, and the slot table. Lives for the rest of the process once opened.
 pub struct ShmSpace {
-  dir: LockDir,
+  dir: Arc<LockDir>,
   liveness: Liveness,
   table: SlotTable,
 }
@@ -50,17 +50,14 @@ impl ShmSpace {
       by_canonical: HashMap<PathBuf, Arc<ShmSpace>>,
     }
     static SPACES: OnceLock<Mutex<Spaces>> = OnceLock::new();
-    let request = match dir {
-      Some(d) => Some(d.to_path_buf()),
-      None => std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from),
-    };
+    let request = LockDir::requested(dir);
     let pid = crate::process_info::current_pid();
     let mut spaces = SPACES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     // After a fork the child is a different process and must register on its own.
     if let Some(space) = spaces.by_request.get(&request).filter(|s| s.liveness.me().pid == pid) {
       return Ok(space.clone());
     }
-    let lock_dir = LockDir::resolve(request.as_deref())?;
+    let lock_dir = LockDir::shared(request.as_deref())?;
     let canonical = std::fs::canonicalize(lock_dir.path()).unwrap_or_else(|_| lock_dir.path().to_path_buf());
     let space = match spaces.by_canonical.get(&canonical).filter(|s| s.liveness.me().pid == pid) {
       Some(space) => space.clone(),
@@ -94,14 +91,7 @@ impl ShmSpace {
         token: r.token,
         alive,
       },
-      None => OwnerInfo {
-        pid: 0,
-        uuid: String::new(),
-        description: String::new(),
-        since_ms: 0,
-        token,
-        alive,
-      },
+      None => OwnerInfo::unknown(token, alive),
     })
   }
 }
@@ -371,16 +361,10 @@ impl ShmSpace {
   /// Creates nothing where there is nothing: looking at locks must not make a lock directory
   /// or a lock table appear (in a directory in use it registers this process, like any user).
   pub fn existing(dir: Option<&Path>) -> Result<Option<Arc<ShmSpace>>> {
-    let path = LockDir::resolve_path(dir)?;
-    match std::fs::symlink_metadata(&path) {
-      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-      // Anything else (a symlink, someone else's directory) is for `get` to refuse properly.
-      _ => {}
+    match LockDir::shared_existing(dir)? {
+      Some(lock_dir) if crate::slot_table::has_segments(&lock_dir)? => ShmSpace::get(dir).map(Some),
+      _ => Ok(None),
     }
-    if !crate::slot_table::has_segments(&LockDir::open(&path)?)? {
-      return Ok(None);
-    }
-    ShmSpace::get(dir).map(Some)
   }
 
   /// The holder of `name` (alive or not), without claiming a slot for it. `None`: free, or
