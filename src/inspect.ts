@@ -3,8 +3,7 @@
 
 import { forceRelease as nativeForceRelease, inspectLock, listLocks, type NativeLockState } from './binding.cjs'
 import { debug } from './diagnostics'
-import { fromNative } from './errors'
-import type { OwnerInfo } from './lock'
+import { native, type OwnerInfo } from './lock'
 import { checkListOptions, checkLockOptions, checkName, type LockOptions } from './validate'
 
 /** A lock as seen from outside: `locked` is "held by a live holder"; `owner` may be a dead holder not yet taken over (`alive: false`). */
@@ -21,14 +20,6 @@ function state(s: NativeLockState): LockState {
     name: s.name,
     locked: s.locked,
     owner: o ? { pid: o.pid, uuid: o.uuid, description: o.description, since: o.since, token: o.token, alive: o.alive } : null,
-  }
-}
-
-function native<T>(call: () => T): T {
-  try {
-    return call()
-  } catch (error) {
-    throw fromNative(error)
   }
 }
 

@@ -139,13 +139,9 @@ export class Lock implements Disposable, AsyncDisposable {
 
   /** Wait for the lock on the calling thread (blocks it). */
   acquireSync(options?: AcquireOptions): void {
-    // The common call has no options: a free lock is taken before an options object is built
-    // and checked. (In a short-lived process that checking runs unoptimised for the first
-    // thousands of calls, and showed up in the run_perf benchmark.)
-    if (options === undefined && this.#takeIfFree(undefined)) return
     const o = checkAcquireOptions(options)
     if (o.signal?.aborted) throw abortError(o.signal)
-    if (options !== undefined && this.#takeIfFree(o.description)) return
+    if (this.#takeIfFree(o.description)) return
     const start = performance.now()
     diagnostics.waiting(this, o.timeout)
     try {
@@ -159,7 +155,6 @@ export class Lock implements Disposable, AsyncDisposable {
 
   /** Wait for the lock without blocking the event loop or the libuv pool. */
   async acquire(options?: AcquireOptions): Promise<void> {
-    if (options === undefined && this.#takeIfFree(undefined)) return
     const o = checkAcquireOptions(options)
     if (o.signal?.aborted) throw abortError(o.signal)
     if (o.timeout === 0) {
@@ -169,7 +164,7 @@ export class Lock implements Disposable, AsyncDisposable {
       if (diagnostics.timeoutObserved()) diagnostics.timedOut(this, 0)
       throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
     }
-    if (options !== undefined && this.#takeIfFree(o.description)) return
+    if (this.#takeIfFree(o.description)) return
     await this.#wait(o)
   }
 

@@ -101,7 +101,13 @@ export function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal as AbortSignal
 }
 
+// The common call passes no options: nothing to check, and nothing to build (in a short-lived
+// process this function runs unoptimised for its first thousands of calls, which showed up in
+// the run_perf benchmark).
+const NO_ACQUIRE_OPTIONS: CheckedAcquireOptions = Object.freeze({ timeout: Infinity, signal: undefined, description: undefined })
+
 export function checkAcquireOptions(value: unknown): CheckedAcquireOptions {
+  if (value === undefined) return NO_ACQUIRE_OPTIONS
   const o = options(value, 'options')
   return {
     timeout: checkTimeout(o.timeout),
