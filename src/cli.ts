@@ -137,7 +137,8 @@ token counts every acquisition, so a jump in the token says how many were missed
     details: `The holder is not told. If it is alive it carries on as if it held the lock until its next
 release() fails with LockNotHeldError, so two processes may then work at once. The next
 holder sees ownerDied and a larger fencing token. Meant for a holder that is stuck, not dead
-(a dead holder's lock is taken over without this).`,
+(a dead holder's lock is taken over without this). A file-backend lock held by a live process
+cannot be taken away (the kernel does not allow it): that fails with ELOCKPERM and exit code 4.`,
     main: releaseCommand,
   },
 }
