@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+use crate::crash_points::{reached, Step};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inspect::Seen;
 use crate::lock_dir::LockDir;
@@ -125,7 +126,12 @@ impl FileLock {
   /// report it. On failure the lock is given back.
   fn granted(&self, holding: Holding, description: &[u8]) -> Result<Acquired> {
     let acquired = match self.mode {
+      // A death anywhere below is a death holding the kernel lock, which the kernel ends. The
+      // record then still says what the previous holder left ("free", or "held" by a holder
+      // that died), so the next holder's `owner_died` describes the last holder that got to
+      // run under the lock, not this one, which never did.
       Mode::Exclusive => self.lock_file.read_record().and_then(|previous| {
+        reached(Step::FileKernelLocked);
         let record = Record {
           held: true,
           pid: self.pid,
@@ -135,6 +141,7 @@ impl FileLock {
           description: description.to_vec(),
         };
         self.lock_file.write_record(&record)?;
+        reached(Step::FileRecordWritten);
         Ok((
           Acquired {
             token: record.token,
@@ -309,6 +316,8 @@ impl RawLock for FileLock {
       }
       Mode::Shared => Ok(()),
     };
+    // A death here, between "free" and letting go, is a clean release: the kernel lets go.
+    reached(Step::FileRecordFreed);
     os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))?;
     recorded
   }

@@ -18,6 +18,8 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 
+use crate::crash_points::{reached, Step};
+
 /// Longest description, in UTF-8 bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 256;
 const DESC_WORDS: usize = MAX_DESCRIPTION_BYTES / 8;
@@ -109,6 +111,7 @@ impl HolderRecord {
       self.pid.store(u64::from(pid), Relaxed);
       self.identity.store(identity, Relaxed);
     }
+    reached(Step::RecordHalfWritten);
     self.since_ms.store(since_ms, Relaxed);
     self.token.store(token, Relaxed);
     let len = description.len().min(MAX_DESCRIPTION_BYTES);

@@ -23,7 +23,9 @@
 //! | `waiter_pool.rs` | the threads async waits sleep on |
 //! | `process_info.rs` | pid and process start identity per OS |
 //! | `inspect.rs` | looking at locks from outside: inspect, list, forced release, per backend |
+//! | `crash_points.rs` | the numbered protocol steps where tests kill a process (free when shipped) |
 
+pub mod crash_points;
 pub mod error;
 pub mod lock_word;
 mod sync;

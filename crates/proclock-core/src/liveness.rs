@@ -103,6 +103,10 @@ impl Liveness {
         Err(TryLockError::WouldBlock) => continue,
         Err(TryLockError::Error(e)) => return Err(Error::io(format!("locking liveness file {}", live_file_name(p)), e)),
       }
+      // A death from here until `base_seq` is written leaves an entry describing the slot's
+      // previous occupant, or a torn mix: harmless, because no handle id of ours exists yet
+      // and the kernel frees the liveness lock for the next occupant.
+      crate::crash_points::reached(crate::crash_points::Step::RegisterLivenessLocked);
       // SAFETY: entry p is inside the validated process table, which outlives `entry`.
       let entry = unsafe { &*(procs.entry(usize::from(p)) as *const ProcEntry) };
       let base = entry.next_seq.load(Acquire).max(1);

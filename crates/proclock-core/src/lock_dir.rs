@@ -36,6 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::crash_points::{reached, Step};
 use crate::error::{permission, Error, Result};
 
 /// An opened, verified lock directory.
@@ -141,12 +142,17 @@ impl LockDir {
       .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
       .map_err(|e| Error::io(format!("removing {}", self.path.join(&tmp).display()), e))?;
     let file = imp::create_new_in(self, &tmp).map_err(|e| self.open_error(&tmp, e))?;
+    reached(Step::PublishTempCreated);
     let file = self.verify(file, &tmp)?;
     file
       .set_len(size)
       .map_err(|e| Error::io(format!("sizing {}", self.path.join(&tmp).display()), e))?;
+    reached(Step::PublishTempSized);
     init(&file)?;
-    imp::rename_in(self, &tmp, name).map_err(|e| Error::io(format!("publishing {}", self.path.join(name).display()), e))
+    reached(Step::PublishTempWritten);
+    imp::rename_in(self, &tmp, name).map_err(|e| Error::io(format!("publishing {}", self.path.join(name).display()), e))?;
+    reached(Step::PublishRenamed);
+    Ok(())
   }
 
   /// Take the directory-wide creation lock (a kernel file lock on `dir.lock`). Blocks briefly;

@@ -80,6 +80,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::crash_points::{reached, Step};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Bit 0: someone may be asleep.
@@ -196,8 +197,10 @@ fn cas(word: &AtomicU64, current: u64, new: u64, success: Ordering) -> Result<u6
 
 /// Called with the lock just taken: hand out the next fencing token (we are the only writer).
 fn granted(cell: &LockCell, owner_died: bool) -> Acquired {
+  reached(Step::WordWon);
   let token = cell.token.load(Ordering::Relaxed).wrapping_add(1);
   cell.token.store(token, Ordering::Relaxed);
+  reached(Step::TokenStored);
   Acquired { token, owner_died }
 }
 
@@ -301,12 +304,14 @@ pub fn acquire<E: WaitEnv>(
     if cell.word.load(Ordering::SeqCst) != cur | WAITERS {
       continue;
     }
+    reached(Step::WaitersBitSet);
     let slice = env.watch(holder);
     slept_on = Some(holder);
     let probe_at = *probe_due.get_or_insert(now + slice);
     let wake_by = deadline.map_or(probe_at, |d| d.min(probe_at));
     slept = true;
     env.wait(&cell.wake, seen, Some(wake_by.saturating_duration_since(now)));
+    reached(Step::Woken);
     // Acquire: whatever a waker wrote before bumping the counter (the death watch marks its
     // subscription fired first) is visible to `wake_may_mean_death` below.
     woken = cell.wake.load(Ordering::Acquire) != seen;
@@ -333,6 +338,7 @@ pub fn abandon<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotH
 fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
   // The common case first: our word without W, nobody waiting, nothing to wake.
   let Err(mut cur) = cas(&cell.word, me, free_value, Ordering::SeqCst) else {
+    reached(Step::WordFreed);
     return Ok(());
   };
   loop {
@@ -345,6 +351,9 @@ fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> R
       Err(actual) => cur = actual,
     }
   }
+  // A death here owes the sleepers a wake-up nobody will send; the death watch on this
+  // process (`death_watch.rs`) sends it instead, since they were all watching us.
+  reached(Step::WordFreed);
   if cur & WAITERS != 0 {
     wake(cell, env, 1);
   }
@@ -400,6 +409,9 @@ pub fn force_release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E, settle: impl
     }
     // A release, a takeover or a sleeper setting W moved the word: look again.
   };
+  // A forcer that dies here holds the word under its own id: the next contender proves it
+  // dead and takes over, as from any dead holder.
+  reached(Step::ForceTookWord);
   settle(holder);
   // Cannot fail: only W can have changed in a word we hold.
   end_hold(cell, me, ABANDONED, env).is_ok()

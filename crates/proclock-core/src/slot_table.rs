@@ -165,6 +165,7 @@ impl SlotTable {
           }
           match slot.key.compare_exchange(0, key, AcqRel, Acquire) {
             Ok(_) => {
+              crate::crash_points::reached(crate::crash_points::Step::SlotKeyClaimed);
               slot.write_name(name.as_str());
               return Ok(Some(r));
             }

@@ -21,9 +21,12 @@
 
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
+use proclock_core::crash_points::{self, Died, Step};
 use proclock_core::lock_word::{self, handle_id, Acquired, LockCell, WaitEnv};
 
 struct World {
@@ -295,6 +298,107 @@ fn a_forced_release_hands_on_with_owner_died_and_larger_tokens() {
         assert!(!got.owner_died);
       }
       assert_eq!(word & !lock_word::WAITERS, 0);
+    }
+  });
+}
+
+/// Contender `p` runs `f`, armed to die the first time it reaches `step` (a crash point of
+/// `lock_word.rs`, the same ones the process crash tests use). Returns `Some` if it got
+/// through, `None` if it died there. Its death is what the world sees of a killed process:
+/// its word stays as it left it, and the death is announced to sleepers.
+fn or_die<T>(world: &World, p: u16, step: Step, f: impl FnOnce() -> T) -> Option<T> {
+  crash_points::die_at(step, 1);
+  match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+    Ok(v) => Some(v),
+    Err(payload) => {
+      assert!(payload.is::<Died>(), "a real panic, not a modelled death");
+      // A death announces itself to every sleeper. For a dead *holder* that is the death
+      // watch; for a dead waiter nothing in the real system does, and the others' timed
+      // re-check (`WATCHED_PROBE_INTERVAL`) stands in for it, a delay the process crash test
+      // (`woken`) measures.
+      world.die(p, false);
+      None
+    }
+  }
+}
+
+/// The modelled deaths print nothing; any other panic still does.
+fn quiet_deaths() {
+  let default = std::panic::take_hook();
+  std::panic::set_hook(Box::new(move |info| {
+    if !info.payload().is::<Died>() {
+      default(info)
+    }
+  }));
+}
+
+#[test]
+fn a_contender_that_dies_at_any_step_strands_nobody() {
+  quiet_deaths();
+  for step in [Step::WordWon, Step::TokenStored, Step::WaitersBitSet, Step::Woken, Step::WordFreed] {
+    model(move || {
+      let world = World::new();
+      // The lock starts held, so both contenders must wait, sleep and be woken.
+      let first = handle_id(3, 1);
+      let got = take(&world, first);
+      world.enter(got);
+      let crasher_id = handle_id(1, 1);
+      let crasher = {
+        let w = world.clone();
+        thread::spawn(move || or_die(&w, 1, step, || turn(&w, crasher_id)).is_none())
+      };
+      let survivor = {
+        let w = world.clone();
+        thread::spawn(move || turn(&w, handle_id(2, 1)))
+      };
+      world.leave();
+      lock_word::release(&world.cell, first, &*world).unwrap();
+      let died = crasher.join().unwrap();
+      // The survivor always gets its turn: a death at any step strands nobody (loom reports a
+      // survivor asleep for ever as a deadlock).
+      let got = survivor.join().unwrap();
+      let word = world.cell.word.load(Ordering::SeqCst) & !lock_word::WAITERS;
+      if died && matches!(step, Step::WordWon | Step::TokenStored) {
+        // It died holding the word: either after the survivor's turn (the word still names
+        // it) or before, and then the survivor took over and was told.
+        assert_eq!(got.owner_died, word == 0, "step {step:?}, word {word:#x}");
+        assert!(word == 0 || word == crasher_id);
+      } else {
+        assert!(!got.owner_died, "step {step:?}: nobody died holding");
+        assert_eq!(word, 0);
+      }
+    });
+  }
+}
+
+#[test]
+fn a_forcer_that_dies_holding_the_word_is_taken_over() {
+  quiet_deaths();
+  model(|| {
+    let world = World::new();
+    // Held, but not counted as inside the critical section: a forced release ends a hold
+    // its holder still believes in, by design (that is what the token is for).
+    let holder = handle_id(1, 1);
+    take(&world, holder);
+    let forcer = {
+      let w = world.clone();
+      thread::spawn(move || {
+        or_die(&w, 3, Step::ForceTookWord, || {
+          lock_word::force_release(&w.cell, handle_id(3, 1), &*w, |_| ())
+        })
+      })
+    };
+    let survivor = {
+      let w = world.clone();
+      thread::spawn(move || turn(&w, handle_id(2, 1)))
+    };
+    // The forcer always finds the lock held (ours or the survivor's), takes the word and dies.
+    assert_eq!(forcer.join().unwrap(), None);
+    let released = lock_word::release(&world.cell, holder, &*world).is_ok();
+    let got = survivor.join().unwrap();
+    if !released {
+      // The word was taken from us: the survivor took over from the dead forcer, or from ABANDONED.
+      assert!(got.owner_died);
     }
   });
 }
