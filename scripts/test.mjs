@@ -81,6 +81,21 @@ for (const [args, env] of cargoRuns) {
   cargoFailed += cargo.code !== 0 && failed === 0 ? 1 : failed
 }
 
+// The crash tests' native module (__test__/crash-points.spec.mts): the same code built with the
+// `crash-points` feature, which lets a child process SIGKILL itself at a numbered protocol step
+// (crates/proclock-core/src/crash_points.rs). A debug build, so it reuses the dependencies the
+// Rust tests just compiled; copied to target/crash-points/proclock.node, where the test loads it
+// from. If this fails the crash tests fail, saying the module is missing; they are never skipped.
+const crashBuild = await run('cargo', ['build', '-p', 'proclock-binding', '--features', 'crash-points', '--locked'])
+if (crashBuild.code === 0) {
+  const { copyFileSync, mkdirSync } = await import('node:fs')
+  const built = { win32: 'proclock_binding.dll', darwin: 'libproclock_binding.dylib' }[process.platform] ?? 'libproclock_binding.so'
+  mkdirSync('target/crash-points', { recursive: true })
+  copyFileSync(`target/debug/${built}`, 'target/crash-points/proclock.node')
+} else {
+  console.error('the crash-points build failed: the crash tests will fail')
+}
+
 // The benchmark's peers and floor, for the benchmark smoke test (__test__/benchmark.spec.mts):
 // installed here, outside the test's time limit, if a fresh clone does not have them yet. If
 // this fails the smoke test fails too, saying why; it is never skipped.
