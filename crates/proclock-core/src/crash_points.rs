@@ -19,9 +19,9 @@
 //!
 //! # Arming (feature `crash-points`)
 //!
-//! `PROCLOCK_CRASH_AT=<step>` kills the process with SIGKILL the first time it reaches
-//! `<step>`; `<step>@<n>` the n-th time. The environment is read once, at the first step
-//! reached. An unknown step name is reported on stderr and the process exits with status 70,
+//! `PROCLOCK_CRASH_AT=<step>` kills the process (SIGKILL; on Windows TerminateProcess with exit
+//! code 137) the first time it reaches `<step>`; `<step>@<n>` the n-th time. The environment is
+//! read once, at the first step reached. An unknown step name is reported on stderr and the process exits with status 70,
 //! so a misspelt test fails instead of silently never crashing.
 //!
 //! Under `--cfg loom` the model check arms a step per model thread instead ([`die_at`]): the
@@ -186,7 +186,8 @@ mod armed {
     }
   }
 
-  /// Die as `kill -9` kills: no destructor, no exit handler, no flush.
+  /// Die as `kill -9` (or Task Manager's "End task") kills: no destructor, no exit handler,
+  /// no flush. On Windows the exit code is 137, which the tests read as "killed".
   fn die() -> ! {
     #[cfg(unix)]
     // SAFETY: plain system calls on our own process.
@@ -196,7 +197,12 @@ mod armed {
         libc::pause();
       }
     }
-    #[cfg(not(unix))]
-    std::process::abort()
+    #[cfg(windows)]
+    // SAFETY: terminating our own process through its pseudo-handle.
+    unsafe {
+      use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+      TerminateProcess(GetCurrentProcess(), 137);
+      std::process::abort()
+    }
   }
 }
