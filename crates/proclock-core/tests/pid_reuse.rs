@@ -13,7 +13,8 @@
 //!    (a new process has taken the slot since).
 //! 3. A genuine live holder (a child process) is never stolen from while probed for about a
 //!    second, and neither after a temp cleaner deleted its liveness file, nor after a new
-//!    process then claimed its process slot through the re-created file.
+//!    process then claimed its process slot through the re-created file (that process, trying
+//!    the lock itself, does not take it either).
 //!
 //! File backend (`file_lock.rs`): the kernel lock alone says whether a holder is alive.
 //! 4. A free lock file whose record says "held" by a live pid is taken at once, `owner_died`.
@@ -81,6 +82,16 @@ fn child_process_role() {
     "shm-register" => {
       let lock = ShmLock::open(&name, Some(&dir)).unwrap();
       let line = format!("{}", pslot_of(lock.id()));
+      std::mem::forget(lock);
+      line
+    }
+    // Open `name` (shm), which claims a process slot, and try to take it once, probing the
+    // holder: READY pslot acquired owner-alive (0/1)
+    "shm-try" => {
+      let lock = ShmLock::open(&name, Some(&dir)).unwrap();
+      let got = lock.try_lock(b"", true).unwrap();
+      let alive = lock.owner().unwrap().is_some_and(|o| o.alive);
+      let line = format!("{} {} {}", pslot_of(lock.id()), u8::from(got.is_some()), u8::from(alive));
       std::mem::forget(lock);
       line
     }
@@ -390,9 +401,14 @@ fn shm_live_holder_is_not_stolen_from_after_its_liveness_file_is_deleted() {
 
   // Worse: a new process registers, finds that new file unlocked, and claims the live
   // holder's process slot. The holder is no longer its slot's occupant, and the slot is
-  // occupied by someone alive; now the lock's holder record is what proves the holder alive.
-  let occupant = Kid::spawn("shm-register", &dir, "elsewhere");
-  assert_eq!(occupant.ready(), [pslot], "the new process took the holder's slot");
+  // occupied by someone alive; now the lock's holder record is what proves the holder alive,
+  // to that new process (which tries the lock once) as to us.
+  let occupant = Kid::spawn("shm-try", &dir, "busy");
+  assert_eq!(
+    occupant.ready(),
+    [pslot, 0, 1],
+    "the new process took the holder's slot [pslot], and neither took the lock [0] nor called its holder dead [1]"
+  );
   let rounds = never_stolen(&me, holder.pid(), Duration::from_millis(500), "slot taken by a new process");
   assert!(rounds > 25, "only {rounds} rounds");
 
