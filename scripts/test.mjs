@@ -102,6 +102,15 @@ if (crashBuild.code === 0) {
 const benchSetup = await run('node', ['benchmark/setup.mjs'], { limitMinutes: 15 })
 if (benchSetup.code !== 0) console.error('benchmark setup failed: the benchmark smoke test will fail')
 
+// The wall-clock shim for __test__/wall-clock.spec.mts: an LD_PRELOAD library
+// (crates/wallclock-jump) that makes the wall clock jump by an hour either way, to check that no
+// timeout reads it. Linux only, like the test. Built here, in the debug profile where the spec
+// looks for it; not counted: if this fails, that spec fails, saying the library is missing.
+if (process.platform === 'linux') {
+  const shim = await run('cargo', ['build', '-p', 'wallclock-jump', '--locked'], { limitMinutes: 10 })
+  if (shim.code !== 0) console.error('building the wall-clock shim failed: the wall-clock test will fail')
+}
+
 const tsc = await run(npx, ['tsc', '-p', '__test__/tsconfig.json'])
 let avaPassed = 0
 let avaFailed = 0

@@ -39,6 +39,13 @@ pub struct HolderRecord {
   desc: [AtomicU64; DESC_WORDS],
 }
 
+/// Where `pid` and `identity` sit in a [`HolderRecord`], in bytes. For tests
+/// (`tests/pid_reuse.rs` forges records to imitate a reused pid).
+#[doc(hidden)]
+pub const RECORD_PID_AT: usize = std::mem::offset_of!(HolderRecord, pid);
+#[doc(hidden)]
+pub const RECORD_IDENTITY_AT: usize = std::mem::offset_of!(HolderRecord, identity);
+
 /// What a holder writes about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HolderInfo {

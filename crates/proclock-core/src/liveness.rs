@@ -66,9 +66,19 @@ pub struct ProcEntry {
   _reserved: [AtomicU64; 4],
 }
 
+/// Where `pid` and `identity` sit in a [`ProcEntry`], in bytes. For tests (`tests/pid_reuse.rs`
+/// forges entries to imitate a reused pid); nothing else writes the table from outside.
+#[doc(hidden)]
+pub const PROC_ENTRY_PID_AT: usize = std::mem::offset_of!(ProcEntry, pid);
+#[doc(hidden)]
+pub const PROC_ENTRY_IDENTITY_AT: usize = std::mem::offset_of!(ProcEntry, identity);
+
 const PROBE_FDS_KEPT: usize = 64;
 
-fn live_file_name(pslot: u16) -> String {
+/// The liveness file of process slot `pslot`. Public for tests (they delete one, as a temp
+/// cleaner would).
+#[doc(hidden)]
+pub fn live_file_name(pslot: u16) -> String {
   format!("shm-live-{pslot}.lock")
 }
 

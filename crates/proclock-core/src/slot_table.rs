@@ -101,7 +101,9 @@ pub struct SlotTable {
   segments: RwLock<Vec<Arc<Segment>>>,
 }
 
-fn segment_file(k: usize) -> String {
+/// The file of segment `k`. Public for tests (they write into it to forge holder records).
+#[doc(hidden)]
+pub fn segment_file(k: usize) -> String {
   format!("shm-locks-{k}.seg")
 }
 
