@@ -141,7 +141,6 @@ impl From<proclock_core::OwnerInfo> for NativeOwner {
   }
 }
 
-/// Why an asynchronous acquisition did not succeed.
 /// The names of the core's crash points, in the test suite's second build only (feature
 /// `crash-points`), so the crash tests can check that they visit every one.
 #[cfg(feature = "crash-points")]
@@ -150,6 +149,7 @@ pub fn crash_steps() -> Vec<String> {
   proclock_core::crash_points::Step::ALL.iter().map(|s| s.name().to_owned()).collect()
 }
 
+/// Why an asynchronous acquisition did not succeed.
 #[napi(object)]
 pub struct NativeFailure {
   pub code: String,
