@@ -30,6 +30,8 @@ export declare class NativeLock {
   acquireAsync(timeoutMs: number, description?: string | undefined | null): Promise<number | NativeFailure>
   /** Cancel a pending `acquireAsync` (it resolves with `ELOCKCANCELLED`). */
   cancel(): void
+  /** Give back a hold the caller never got (an abort that raced the grant). */
+  giveBack(): void
   isLocked(): boolean
   owner(): NativeOwner | null
   close(): void
@@ -46,6 +48,8 @@ export declare class NativeRwLock {
   acquireAsync(shared: boolean, timeoutMs: number, description?: string | undefined | null): Promise<number | NativeFailure>
   release(): void
   cancel(): void
+  /** Give back a hold the caller never got (an abort that raced the grant). */
+  giveBack(): void
   isLocked(): boolean
   owner(): NativeOwner | null
   close(): void

@@ -40,13 +40,15 @@ export interface Hold extends Disposable, AsyncDisposable {
 
 /**
  * Wait for a native acquisition to settle, cancelling it if `signal` aborts. An abort that
- * races the grant releases the hold: an aborted acquisition leaves nothing held.
+ * races the grant gives the hold back (`giveBack`, which keeps a takeover from a dead holder
+ * visible to the next holder as `ownerDied`): an aborted acquisition leaves nothing held, and
+ * nothing announced, since the caller never had the lock.
  */
 export async function settle(
   pending: Promise<number | NativeFailure>,
   signal: AbortSignal | undefined,
   cancel: () => void,
-  release: () => void,
+  giveBack: () => void,
 ): Promise<void> {
   const onAbort = (): void => cancel()
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -58,7 +60,7 @@ export async function settle(
   }
   if (typeof outcome === 'number') {
     if (signal?.aborted) {
-      release()
+      native(giveBack)
       throw abortError(signal)
     }
     return
@@ -185,7 +187,7 @@ export class Lock implements Disposable, AsyncDisposable {
     diagnostics.waiting(this, timeout)
     const pending = native(() => this.#native.acquireAsync(timeout, description))
     try {
-      await settle(pending, signal, () => this.#native.cancel(), () => this.release())
+      await settle(pending, signal, () => this.#native.cancel(), () => this.#native.giveBack())
     } catch (error) {
       if ((error as { code?: unknown }).code === 'ELOCKTIMEOUT' && diagnostics.timeoutObserved()) diagnostics.timedOut(this, timeout)
       throw error

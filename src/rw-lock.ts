@@ -123,6 +123,6 @@ export class RwLock implements Disposable, AsyncDisposable {
       throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
     }
     const pending = native(() => this.#native.acquireAsync(shared, o.timeout, o.description))
-    await settle(pending, o.signal, () => this.#native.cancel(), () => this.release())
+    await settle(pending, o.signal, () => this.#native.cancel(), () => this.#native.giveBack())
   }
 }

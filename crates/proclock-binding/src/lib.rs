@@ -234,6 +234,12 @@ impl NativeLock {
     self.handle.cancel();
   }
 
+  /// Give back a hold the caller never got (an abort that raced the grant).
+  #[napi]
+  pub fn give_back(&self) -> napi::Result<(), Code> {
+    self.handle.give_back().map_err(js_err)
+  }
+
   #[napi]
   pub fn is_locked(&self) -> napi::Result<bool, Code> {
     self.handle.is_locked().map_err(js_err)
@@ -361,6 +367,12 @@ impl NativeRwLock {
   #[napi]
   pub fn cancel(&self) {
     self.rw.cancel();
+  }
+
+  /// Give back a hold the caller never got (an abort that raced the grant).
+  #[napi]
+  pub fn give_back(&self) -> napi::Result<(), Code> {
+    self.rw.give_back().map_err(js_err)
   }
 
   #[napi]

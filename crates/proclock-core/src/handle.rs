@@ -201,8 +201,9 @@ impl<R: RawLock + 'static> Handle<R> {
         if self.state.compare_exchange(WAITING, HELD, AcqRel, Acquire).is_ok() {
           return Ok(());
         }
-        // Closed while we were winning: nobody wants this hold.
-        let _ = self.raw.unlock();
+        // Closed while we were winning: nobody wants this hold. Give it back as the
+        // acquisition found it (see `give_back`).
+        let _ = if a.owner_died { self.raw.abandon() } else { self.raw.unlock() };
         Err(closed())
       }
       other => {
@@ -228,6 +229,21 @@ impl<R: RawLock + 'static> Handle<R> {
 
   #[inline]
   pub fn release(&self) -> Result<()> {
+    self.end_hold(false)
+  }
+
+  /// Give back a hold that was never delivered to its caller (an abort that raced the grant).
+  /// As `release`, except that a hold taken over from a holder that died is given back as
+  /// ABANDONED (the file backend: without writing "free"), so the next holder is still told
+  /// `owner_died`: as far as anyone else can tell, this acquisition never happened, and the
+  /// dead holder's half-done work still needs repairing. A plain release here would hide the
+  /// death from everyone (the soak test found this).
+  pub fn give_back(&self) -> Result<()> {
+    self.end_hold(true)
+  }
+
+  #[inline]
+  fn end_hold(&self, undelivered: bool) -> Result<()> {
     match self.state.load(Acquire) {
       HELD => {}
       CLOSED => return Err(closed()),
@@ -239,7 +255,11 @@ impl<R: RawLock + 'static> Handle<R> {
     }
     self.depth.store(0, Relaxed);
     self.state.store(IDLE, Release);
-    self.raw.unlock()
+    if undelivered && self.owner_died.load(Relaxed) {
+      self.raw.abandon()
+    } else {
+      self.raw.unlock()
+    }
   }
 
   /// Release any hold and cancel any wait; idempotent.

@@ -75,9 +75,18 @@ impl<R: RawLock + 'static> RwHandle<R> {
   }
 
   pub fn release(&self) -> Result<()> {
+    self.end_hold(Handle::release)
+  }
+
+  /// Give back a hold never delivered to its caller; see [`Handle::give_back`].
+  pub fn give_back(&self) -> Result<()> {
+    self.end_hold(Handle::give_back)
+  }
+
+  fn end_hold(&self, end: fn(&Handle<R>) -> Result<()>) -> Result<()> {
     match self.held() {
-      Some(Mode::Exclusive) => self.write.release(),
-      Some(Mode::Shared) => self.read.release(),
+      Some(Mode::Exclusive) => end(&self.write),
+      Some(Mode::Shared) => end(&self.read),
       None if self.read.closed() => Err(Error::new(ErrorKind::Closed, "the lock handle is closed")),
       None => Err(Error::new(
         ErrorKind::NotHeld,
