@@ -22,9 +22,7 @@
 //   - ownerDied is true if the state names a dead holder. ownerDied true on a free state is
 //     allowed (the holder died between acquiring and writing the state, or between clearing it
 //     and releasing) and counted as a 'silent' takeover. ownerDied false on a state naming a
-//     dead holder is logged ('L'); the spec accepts it only where an acquire aborted after it
-//     had taken the lock over in between (the known bug in soak.spec.mts; the lanes log those
-//     releases as 'X'), and counts it.
+//     dead holder is logged ('L'), and the spec counts each as a violation.
 // and on exit: the state still names this holder.
 import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -181,8 +179,7 @@ export class Lane {
         if (ownerDied) {
           this.log(`T ${k} ${token} ${s.pid} ${s.child} ${s.token} ${performance.timeOrigin + performance.now()}`)
         } else {
-          // A violation unless an aborted acquire took the lock over in between (the spec
-          // matches these with the 'X' lines of the lanes that aborted).
+          // A violation: the holder died holding and we were not told (the spec reports it).
           this.log(`L ${k} ${token} ${s.pid} ${s.child} ${s.token}`)
         }
         // Did the dead holder increment the counter without counting its section?
