@@ -394,7 +394,7 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   let info = |alive: bool| OwnerInfo {
     pid: record.pid,
     uuid: format_uuid(&record.uuid),
-    description: String::from_utf8_lossy(&record.description).into_owned(),
+    description: crate::holder_record::description_text(&record.description),
     since_ms: record.since_ms,
     token: record.token,
     alive,
