@@ -24,8 +24,8 @@
 //!
 //! Readers (`Mode::Shared`) neither read nor write the record, so they only need a good header.
 //!
-//! Default: 128 end-to-end cases and 512 per pure property, a few seconds;
-//! `PROPTEST_CASES=N` runs N per property.
+//! Default: 256 end-to-end cases (a fresh lock directory each) and 512 per pure property, about
+//! a second; `PROPTEST_CASES=N` runs N per property.
 
 // Unix only: the helpers make private files and directories with Unix modes, and the layouts
 // read back through Unix positional I/O. The properties are the same elsewhere.
@@ -364,7 +364,7 @@ fn run_case(input: Input, extra: Option<Bytes>) {
 }
 
 proptest! {
-  #![proptest_config(config(128))]
+  #![proptest_config(config(256))]
 
   #[test]
   fn fuzzed_lock_files_are_refused_unchanged_or_work_as_locks(input in input(), extra in proptest::option::of(bytes(0..1000))) {

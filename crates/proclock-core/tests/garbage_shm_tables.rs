@@ -14,13 +14,15 @@
 //! or through its holder record), and plain random words.
 //!
 //! Then, through the public API only (`ShmLock::open`, `try_lock`, `lock` with a short
-//! deadline, `unlock`, `owner`, `is_locked`, `inspect`, `list`), the properties:
+//! deadline, `unlock`, `owner`, `is_locked`, `inspect`, `list`, `force_release`), the
+//! properties:
 //! - nothing panics or hangs (every case runs under a watchdog), and errors are only `Corrupt`;
 //! - a process-slot counter near exhaustion (`next_seq` beyond 2^47 - 2^32) is `Corrupt`,
 //!   never an overflowed id;
 //! - free and abandoned words are taken (abandoned ones with `owner_died`); a holder that is
-//!   dead or impossible is taken over with `owner_died`; a holder that is provably alive is
-//!   never taken (a single try fails, a wait times out);
+//!   dead or impossible is taken over with `owner_died` (or its hold ended by a forced release,
+//!   after which the next holder is still told); a holder that is provably alive is never
+//!   taken (a single try fails, a wait times out);
 //! - an acquisition's fencing token is larger than the counter it found, or the acquisition is
 //!   refused as `Corrupt` (a counter at `u64::MAX` cannot hand out a larger one);
 //! - the handle then behaves as a lock: excludes a second handle, releases, hands over;
@@ -334,6 +336,9 @@ struct Case {
   elsewhere: Vec<(usize, Garbage)>,
   /// Garbage process entries in other slots.
   procs: Vec<(u16, Bytes)>,
+  /// An operator's forced release comes first (skipped for live holders: it would wait a
+  /// second for them to settle).
+  forced: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -357,10 +362,11 @@ fn case() -> impl Strategy<Value = Case> {
       vec(garbage(), 0..3),
       vec((0usize..SLOTS_PER_SEGMENT - WINDOW, garbage()), 0..4),
       vec((other_pslot(), bytes(PROC_SIZE)), 0..4),
+      any::<bool>(),
     ),
   )
     .prop_map(
-      |((own_next_seq, own_entry, word, token, wake, slot, record_seq_odd), (target, before, after, elsewhere, procs))| Case {
+      |((own_next_seq, own_entry, word, token, wake, slot, record_seq_odd), (target, before, after, elsewhere, procs, forced))| Case {
         own_next_seq,
         own_entry,
         word,
@@ -373,6 +379,7 @@ fn case() -> impl Strategy<Value = Case> {
         after,
         elsewhere,
         procs,
+        forced,
       },
     )
 }
@@ -586,6 +593,20 @@ fn run_case(case: Case) {
     Expect::Either => assert_eq!(locked, owner.as_ref().is_some_and(|o| o.alive)),
   }
 
+  if case.forced && matches!(planted.expect, Expect::Free | Expect::Abandoned | Expect::Dead) {
+    // A forced release ends a dead or impossible holder's hold (as ABANDONED, so the next
+    // holder is still told), and finds nothing to end in a free or abandoned lock.
+    let forced = inspect::force_release(Backend::Shm, NAME_UNDER_TEST, Some(dir)).unwrap_or_else(|e| panic!("force_release: {e}"));
+    assert_eq!(
+      forced,
+      planted.expect == Expect::Dead,
+      "force_release of a {:?} lock",
+      planted.expect
+    );
+    assert!(!a.is_locked().unwrap());
+    assert_eq!(a.owner().unwrap(), None, "nothing is held after a forced release");
+  }
+
   let got = a.try_lock(b"fuzz", true);
   let got = match got {
     Ok(got) => got,
@@ -750,6 +771,7 @@ fn quiet(word: Word, token: u64) -> Case {
     after: vec![],
     elsewhere: vec![],
     procs: vec![],
+    forced: false,
   }
 }
 

@@ -16,7 +16,8 @@ use proptest::test_runner::Config;
 
 /// `default_cases` cases, or `PROPTEST_CASES` when set (for longer runs). Failures are not
 /// persisted to files: every failure a property found is kept as a named `#[test]` instead.
-/// Shrinking is bounded because the end-to-end cases are slow.
+/// Shrinking is bounded in steps and in time, because end-to-end cases are slow and a hang
+/// costs a whole `CASE_LIMIT` per step.
 pub fn config(default_cases: u32) -> Config {
   let cases = std::env::var("PROPTEST_CASES")
     .ok()
@@ -26,6 +27,7 @@ pub fn config(default_cases: u32) -> Config {
     cases,
     failure_persistence: None,
     max_shrink_iters: 256,
+    max_shrink_time: 60_000,
     ..Config::default()
   }
 }
