@@ -132,11 +132,21 @@ impl FileLock {
       // run under the lock, not this one, which never did.
       Mode::Exclusive => self.lock_file.read_record().and_then(|previous| {
         reached(Step::FileKernelLocked);
+        // A recorded token of u64::MAX has no larger successor (2^64 acquisitions: only a
+        // damaged or forged file gets there): refused, rather than wrapped to 0 and reused
+        // (found by the fuzzing in `tests/garbage_lock_files.rs`).
+        let token = previous.token.checked_add(1).ok_or_else(|| {
+          crate::error::corrupt(format!(
+            "the fencing token recorded in {} is exhausted, which only a damaged lock file can do; remove it when no \
+             process uses it",
+            self.lock_file.path.display()
+          ))
+        })?;
         let record = Record {
           held: true,
           pid: self.pid,
           since_ms: crate::shm_lock::epoch_ms(),
-          token: previous.token.wrapping_add(1),
+          token,
           uuid: self.uuid,
           description: description.to_vec(),
         };
@@ -403,7 +413,7 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   let info = |alive: bool| OwnerInfo {
     pid: record.pid,
     uuid: format_uuid(&record.uuid),
-    description: String::from_utf8_lossy(&record.description).into_owned(),
+    description: crate::holder_record::description_text(&record.description),
     since_ms: record.since_ms,
     token: record.token,
     alive,

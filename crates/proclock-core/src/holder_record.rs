@@ -70,6 +70,20 @@ pub(crate) fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
   }
 }
 
+/// A stored description as text. Invalid UTF-8 (a torn or hostile record) is shown lossily
+/// rather than refused, but each invalid byte becomes a 3-byte U+FFFD, so the text is cut back
+/// to `MAX_DESCRIPTION_BYTES` at a character boundary: a description read from anywhere keeps
+/// the documented bound (found by the fuzzing in `tests/garbage_holder_records.rs`).
+pub(crate) fn description_text(bytes: &[u8]) -> String {
+  let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_DESCRIPTION_BYTES)]).into_owned();
+  let mut end = text.len().min(MAX_DESCRIPTION_BYTES);
+  while !text.is_char_boundary(end) {
+    end -= 1;
+  }
+  text.truncate(end);
+  text
+}
+
 /// Read `len` bytes back out of a run of atomic words.
 pub(crate) fn load_bytes(words: &[AtomicU64], len: usize) -> Vec<u8> {
   let len = len.min(words.len() * 8);
@@ -153,8 +167,7 @@ impl HolderRecord {
       let desc = load_bytes(&self.desc, desc_len);
       fence(Acquire);
       if self.seq.load(Relaxed) == s1 {
-        // A hostile or torn description is shown lossily rather than refused.
-        let description = String::from_utf8_lossy(&desc).into_owned();
+        let description = description_text(&desc);
         return Some(HolderInfo { description, ..info });
       }
     }
@@ -222,5 +235,15 @@ mod tests {
     let r = blank();
     r.desc_len.store(u32::MAX, Relaxed);
     assert_eq!(r.read().unwrap().description.len(), MAX_DESCRIPTION_BYTES);
+  }
+
+  #[test]
+  fn invalid_bytes_do_not_stretch_a_description_past_its_bound() {
+    let r = blank();
+    r.write(&info(1, 1), &[0xff; MAX_DESCRIPTION_BYTES]);
+    let text = r.read().unwrap().description;
+    assert_eq!(text, "\u{fffd}".repeat(MAX_DESCRIPTION_BYTES / 3));
+    assert_eq!(description_text("é".repeat(128).as_bytes()), "é".repeat(128));
+    assert_eq!(description_text(b"ok\xff"), "ok\u{fffd}");
   }
 }

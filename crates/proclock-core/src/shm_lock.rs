@@ -251,7 +251,10 @@ impl ShmLock {
 
   /// Record ourselves as the holder (we just won the word).
   #[inline]
-  fn granted(&self, acquired: Acquired, description: &[u8]) -> Acquired {
+  fn granted(&self, acquired: Acquired, description: &[u8]) -> Result<Acquired> {
+    if acquired.token == 0 {
+      return Err(self.tokens_exhausted(acquired));
+    }
     self.slot().record.write_hold(
       self.me,
       &self.uuid,
@@ -261,7 +264,31 @@ impl ShmLock {
       acquired.token,
       description,
     );
-    acquired
+    Ok(acquired)
+  }
+
+  /// The fencing-token counter was at `u64::MAX` and wrapped to 0: the token just handed out
+  /// is not larger than the ones before it. Only a damaged table gets there (it takes 2^64
+  /// acquisitions), so the acquisition is refused as `Corrupt` rather than handing out token 0
+  /// and then reusing 1, 2, ... (found by the fuzzing in `tests/garbage_shm_tables.rs`). We hold
+  /// the word, so we are the counter's only writer: it is put back at `u64::MAX`, so every later
+  /// acquisition is refused the same way, and the lock is given back as it was found (abandoned
+  /// if it was taken from a dead holder, so the next one is still told).
+  #[cold]
+  fn tokens_exhausted(&self, acquired: Acquired) -> Error {
+    let cell = &self.slot().cell;
+    cell.token.store(u64::MAX, crate::sync::Ordering::Relaxed);
+    let env = self.env(false);
+    let _ = if acquired.owner_died {
+      lock_word::abandon(cell, self.me, &env)
+    } else {
+      lock_word::release(cell, self.me, &env)
+    };
+    Error::new(
+      ErrorKind::Corrupt,
+      "the fencing-token counter of this shm lock is exhausted, which only a damaged lock table can do; use another lock \
+       directory",
+    )
   }
 
   /// The handle id (for tests and diagnostics).
@@ -275,9 +302,11 @@ impl RawLock for ShmLock {
   fn try_lock(&self, description: &[u8], probe: bool) -> Result<Option<Acquired>> {
     let cell = &self.slot().cell;
     if let Some(a) = lock_word::try_fast(cell, self.me) {
-      return Ok(Some(self.granted(a, description)));
+      return self.granted(a, description).map(Some);
     }
-    Ok(lock_word::try_once(cell, self.me, &self.env(true), probe).map(|a| self.granted(a, description)))
+    lock_word::try_once(cell, self.me, &self.env(true), probe)
+      .map(|a| self.granted(a, description))
+      .transpose()
   }
 
   fn lock(
@@ -288,9 +317,12 @@ impl RawLock for ShmLock {
   ) -> Result<std::result::Result<Acquired, Stop>> {
     let cell = &self.slot().cell;
     if let Some(a) = lock_word::try_fast(cell, self.me) {
-      return Ok(Ok(self.granted(a, description)));
+      return self.granted(a, description).map(Ok);
     }
-    Ok(lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled).map(|a| self.granted(a, description)))
+    match lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled) {
+      Ok(a) => self.granted(a, description).map(Ok),
+      Err(stop) => Ok(Err(stop)),
+    }
   }
 
   fn unlock(&self) -> Result<()> {
@@ -455,7 +487,7 @@ mod tests {
     assert!(!forcer.space.settle(slot, holder.id()));
     assert!(started.elapsed() >= FORCE_SETTLE_LIMIT);
     // Once it has finished acquiring, the record is trusted as soon as it stays put.
-    holder.granted(acquired, b"");
+    holder.granted(acquired, b"").unwrap();
     let started = Instant::now();
     assert!(forcer.space.settle(slot, holder.id()));
     let took = started.elapsed();

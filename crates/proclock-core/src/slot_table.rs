@@ -192,6 +192,12 @@ impl SlotTable {
   }
 
   /// Every named slot that exists, in table order.
+  ///
+  /// A slot is reported only if looking its name up finds that very slot. In a table that
+  /// proclock wrote that is every named slot; in a damaged one, a name stored under another
+  /// name's key, or a copy of a name outside its window or behind its real slot, is garbage,
+  /// not a lock: `inspect()` of that name would show another slot (or none), and `list()`
+  /// would contradict it (found by the fuzzing in `tests/garbage_shm_tables.rs`).
   pub fn all(&self, dir: &LockDir) -> Result<Vec<(String, SlotRef)>> {
     let mut out = Vec::new();
     for k in 0..MAX_SEGMENTS {
@@ -204,7 +210,10 @@ impl SlotTable {
         };
         if r.slot().key.load(Acquire) != 0 {
           if let Some(name) = r.slot().name() {
-            out.push((name, r));
+            let Ok(lock_name) = LockName::new(&name) else { continue };
+            if self.find(dir, &lock_name)?.is_some_and(|found| found.location() == (k, index)) {
+              out.push((name, r));
+            }
           }
         }
       }
