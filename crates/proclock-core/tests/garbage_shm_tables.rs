@@ -23,8 +23,9 @@
 //!   dead or impossible is taken over with `owner_died` (or its hold ended by a forced release,
 //!   after which the next holder is still told); a holder that is provably alive is never
 //!   taken (a single try fails, a wait times out);
-//! - an acquisition's fencing token is larger than the counter it found, or the acquisition is
-//!   refused as `Corrupt` (a counter at `u64::MAX` cannot hand out a larger one);
+//! - a fencing-token counter above `TOKEN_LIMIT` (near `u64::MAX`, where the next token would
+//!   wrap to 0) makes opening the lock `Corrupt`; below it, an acquisition's token is the
+//!   counter it found + 1;
 //! - the handle then behaves as a lock: excludes a second handle, releases, hands over;
 //! - `owner()`, `inspect()` and `list()` agree, and `list()` only reports locks that `inspect()`
 //!   finds in the same state (a garbage slot is not reported as a lock).
@@ -58,6 +59,7 @@ use proclock_core::name::LockName;
 use proclock_core::process_info;
 use proclock_core::raw_lock::Stop;
 use proclock_core::segment::{Segment, HEADER_SIZE};
+use proclock_core::shm_lock::TOKEN_LIMIT;
 use proclock_core::slot_table::{LOCKS_LAYOUT, SLOTS_PER_SEGMENT};
 use proclock_core::{ErrorKind, RawLock, ShmLock};
 use proptest::collection::vec;
@@ -351,7 +353,13 @@ fn case() -> impl Strategy<Value = Case> {
       ],
       bytes(PROC_SIZE),
       word(),
-      prop_oneof![3 => any::<u64>(), 1 => Just(u64::MAX), 1 => Just(u64::MAX - 1), 1 => 0u64..4],
+      prop_oneof![
+        3 => any::<u64>(),
+        1 => Just(u64::MAX),
+        1 => Just(u64::MAX - 1),
+        1 => TOKEN_LIMIT - 2..TOKEN_LIMIT + 2,
+        1 => 0u64..4
+      ],
       any::<u32>(),
       bytes(SLOT_SIZE),
       any::<bool>(),
@@ -575,6 +583,16 @@ fn run_case(case: Case) {
     );
     return;
   }
+  if planted.token > TOKEN_LIMIT {
+    // A counter this near its end is refused before any token can wrap.
+    assert_eq!(
+      a.err().map(|e| e.kind()),
+      Some(ErrorKind::Corrupt),
+      "a token counter of {}",
+      planted.token
+    );
+    return;
+  }
   let a = a.unwrap_or_else(|e| panic!("open: {e}"));
 
   // Before anyone acquires: what the word says, consistently through every way of looking.
@@ -607,24 +625,7 @@ fn run_case(case: Case) {
     assert_eq!(a.owner().unwrap(), None, "nothing is held after a forced release");
   }
 
-  let got = a.try_lock(b"fuzz", true);
-  let got = match got {
-    Ok(got) => got,
-    Err(e) => {
-      // The only acceptable refusal: a token counter that cannot grow.
-      assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
-      assert_eq!(planted.token, u64::MAX, "refused with a token counter of {}: {e}", planted.token);
-      assert_eq!(
-        a.unlock().unwrap_err().kind(),
-        ErrorKind::NotHeld,
-        "a refused acquisition holds nothing"
-      );
-      assert!(!a.is_locked().unwrap(), "a refused acquisition gives the lock back");
-      let again = a.lock(b"fuzz", Some(Instant::now() + Duration::from_millis(20)), &|| false);
-      assert_eq!(again.err().map(|e| e.kind()), Some(ErrorKind::Corrupt), "a wait is refused as well");
-      return;
-    }
-  };
+  let got = a.try_lock(b"fuzz", true).unwrap_or_else(|e| panic!("try_lock: {e}"));
   match planted.expect {
     Expect::Free => assert_eq!(got.map(|g| g.owner_died), Some(false), "a free lock is taken"),
     Expect::Abandoned | Expect::Dead => assert_eq!(got.map(|g| g.owner_died), Some(true), "taken over with owner_died"),
@@ -662,7 +663,16 @@ fn run_case(case: Case) {
     owner: Some(mine),
   };
   check_listing(dir, &held);
-  let b = ShmLock::open(NAME_UNDER_TEST, Some(dir)).unwrap();
+  let b = ShmLock::open(NAME_UNDER_TEST, Some(dir));
+  if got.token > TOKEN_LIMIT {
+    // The counter has just passed the limit: handles already open go on working, new ones are
+    // refused.
+    assert_eq!(b.err().map(|e| e.kind()), Some(ErrorKind::Corrupt));
+    a.unlock().unwrap();
+    assert!(!a.is_locked().unwrap());
+    return;
+  }
+  let b = b.unwrap();
   assert_eq!(b.try_lock(b"b", true).unwrap(), None, "a second handle is excluded");
   let t0 = Instant::now();
   assert_eq!(
@@ -673,16 +683,10 @@ fn run_case(case: Case) {
   a.unlock().unwrap();
   assert_eq!(a.unlock().unwrap_err().kind(), ErrorKind::NotHeld);
   assert!(!a.is_locked().unwrap());
-  match b.try_lock(b"b", true) {
-    // The counter is now at its end: the next acquisition cannot get a larger token.
-    Err(e) if got.token == u64::MAX => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
-    next => {
-      let next = next.unwrap().expect("free after the release");
-      assert!(!next.owner_died);
-      assert!(next.token > got.token);
-      b.unlock().unwrap();
-    }
-  }
+  let next = b.try_lock(b"b", true).unwrap().expect("free after the release");
+  assert!(!next.owner_died);
+  assert!(next.token > got.token);
+  b.unlock().unwrap();
   check_listing(dir, &Seen::default());
 }
 
@@ -805,8 +809,8 @@ fn regression_list_reported_garbage_slots_as_locks() {
 }
 
 /// Found by the fuzzing: a fencing-token counter at `u64::MAX - 1` handed out `u64::MAX` and
-/// then 0 (smaller than every earlier token); at `u64::MAX` it handed out 0 at once. Now the
-/// acquisition that would wrap is `Corrupt` and leaves the lock as it was.
+/// then 0 (smaller than every earlier token); at `u64::MAX` it handed out 0 at once. Now a
+/// counter above `TOKEN_LIMIT` is refused when the lock is opened; one at the limit still works.
 #[test]
 fn regression_a_token_counter_at_its_end_wrapped_to_0() {
   for word in [
@@ -818,7 +822,7 @@ fn regression_a_token_counter_at_its_end_wrapped_to_0() {
       w: false,
     },
   ] {
-    for token in [u64::MAX - 1, u64::MAX] {
+    for token in [TOKEN_LIMIT, TOKEN_LIMIT + 1, u64::MAX - 1, u64::MAX] {
       run_case(quiet(word.clone(), token));
     }
   }
