@@ -474,11 +474,7 @@ mod tests {
   use super::*;
   use std::time::Duration;
 
-  fn scratch(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("proclock-file-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-  }
+  use crate::lock_dir::scratch_dir as scratch;
 
   fn open(dir: &Path, mode: Mode) -> FileLock {
     FileLock::open("jobs", Some(dir), mode).unwrap()

@@ -156,8 +156,7 @@ mod tests {
 
   #[test]
   fn looking_creates_nothing_and_forcing_ends_a_hold() {
-    let p = std::env::temp_dir().join(format!("proclock-inspect-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
+    let p = crate::lock_dir::scratch_dir("inspect");
     let dir = Some(p.as_path());
     // No directory: free, empty, nothing to force, and still no directory.
     assert_eq!(inspect(Backend::Shm, "a", dir).unwrap().seen.owner, None);

@@ -410,16 +410,21 @@ mod imp {
   }
 }
 
+/// For unit tests: a lock directory path of their own, `<temp>/proclock-test-<tag>-<pid>`, not
+/// yet existing (left over from an earlier run, it is removed). Tags are unique across the crate.
+#[cfg(test)]
+pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
+  let p = std::env::temp_dir().join(format!("proclock-test-{tag}-{}", std::process::id()));
+  let _ = fs::remove_dir_all(&p);
+  p
+}
+
 #[cfg(all(test, unix))]
 mod tests {
   use super::*;
   use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
-  fn scratch(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("proclock-core-test-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&p);
-    p
-  }
+  use scratch_dir as scratch;
 
   #[test]
   fn creates_private_dir_and_files() {

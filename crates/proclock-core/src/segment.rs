@@ -227,8 +227,7 @@ mod tests {
   };
 
   fn dir(tag: &str) -> (LockDir, std::path::PathBuf) {
-    let p = std::env::temp_dir().join(format!("proclock-seg-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&p);
+    let p = crate::lock_dir::scratch_dir(tag);
     (LockDir::open(&p).unwrap(), p)
   }
 

@@ -462,8 +462,7 @@ mod tests {
 
   #[test]
   fn a_forced_release_waits_for_the_holder_to_finish_acquiring() {
-    let p = std::env::temp_dir().join(format!("proclock-force-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
+    let p = crate::lock_dir::scratch_dir("force");
     let holder = ShmLock::open("mid", Some(&p)).unwrap();
     let forcer = ShmLock::open("mid", Some(&p)).unwrap();
     let slot = holder.slot();

@@ -239,8 +239,7 @@ mod tests {
 
   #[test]
   fn claim_find_and_overflow_into_new_segments() {
-    let p = std::env::temp_dir().join(format!("proclock-slots-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
+    let p = crate::lock_dir::scratch_dir("slots");
     let dir = LockDir::open(&p).unwrap();
     let t = SlotTable::new();
     let a = LockName::new("alpha").unwrap();
