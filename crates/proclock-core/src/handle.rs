@@ -201,9 +201,8 @@ impl<R: RawLock + 'static> Handle<R> {
         if self.state.compare_exchange(WAITING, HELD, AcqRel, Acquire).is_ok() {
           return Ok(());
         }
-        // Closed while we were winning: nobody wants this hold. Give it back as the
-        // acquisition found it (see `give_back`).
-        let _ = if a.owner_died { self.raw.abandon() } else { self.raw.unlock() };
+        // Closed while we were winning: nobody wants this hold.
+        let _ = self.hand_back(a.owner_died);
         Err(closed())
       }
       other => {
@@ -255,7 +254,17 @@ impl<R: RawLock + 'static> Handle<R> {
     }
     self.depth.store(0, Relaxed);
     self.state.store(IDLE, Release);
-    if undelivered && self.owner_died.load(Relaxed) {
+    if undelivered {
+      self.hand_back(self.owner_died.load(Relaxed))
+    } else {
+      self.raw.unlock()
+    }
+  }
+
+  /// End a hold nobody was given, as the acquisition found the lock: taken over from a holder
+  /// that died, it goes back ABANDONED, so the next holder is still told (see `give_back`).
+  fn hand_back(&self, owner_died: bool) -> Result<()> {
+    if owner_died {
       self.raw.abandon()
     } else {
       self.raw.unlock()

@@ -228,14 +228,11 @@ impl ShmLock {
     let slot_ref = space.table.claim(&space.dir, &name)?;
     let counter = slot_ref.slot().cell.token.load(crate::sync::Ordering::Relaxed);
     if counter > TOKEN_LIMIT {
-      return Err(Error::new(
-        ErrorKind::Corrupt,
-        format!(
-          "the fencing-token counter of shm lock {:?} is at {counter}, near its end, which only a damaged lock table can do; \
-           use another lock directory",
-          name.as_str()
-        ),
-      ));
+      return Err(crate::error::corrupt(format!(
+        "the fencing-token counter of shm lock {:?} is at {counter}, near its end, which only a damaged lock table can do; \
+         use another lock directory",
+        name.as_str()
+      )));
     }
     let me = handle_id(space.liveness.me().pslot, space.liveness.next_seq()?);
     let (pid, identity) = (space.liveness.me().pid, space.liveness.me().identity);
