@@ -7,6 +7,7 @@
 //
 // Exits non-zero if anything failed, if a run could not be parsed, or if no test ran at all.
 import { spawn } from 'node:child_process'
+import { copyFileSync, mkdirSync } from 'node:fs'
 
 // A step that runs longer than its limit is killed, with everything it started, and counted
 // as failed: a run must end with its summary line, never hang until CI's own timeout. Each step
@@ -88,7 +89,6 @@ for (const [args, env] of cargoRuns) {
 // from. If this fails the crash tests fail, saying the module is missing; they are never skipped.
 const crashBuild = await run('cargo', ['build', '-p', 'proclock-binding', '--features', 'crash-points', '--locked'])
 if (crashBuild.code === 0) {
-  const { copyFileSync, mkdirSync } = await import('node:fs')
   const built = { win32: 'proclock_binding.dll', darwin: 'libproclock_binding.dylib' }[process.platform] ?? 'libproclock_binding.so'
   mkdirSync('target/crash-points', { recursive: true })
   copyFileSync(`target/debug/${built}`, 'target/crash-points/proclock.node')
