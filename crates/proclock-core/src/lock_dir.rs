@@ -1,16 +1,62 @@
 //! The lock directory: where every file of proclock lives, and how files in it are opened.
 //!
 //! A lock is identified by (backend, lock directory, name), so the directory is a namespace.
-//! Default: `$XDG_RUNTIME_DIR/proclock` when `$XDG_RUNTIME_DIR` is ours and mode 0700 (the
-//! basedir spec's promise, which we check rather than trust), otherwise `proclock-<uid>` under
-//! the OS temp dir; `PROCLOCK_DIR` or the `dir` option override it.
+//! The `dir` option names it; without it, the default below. (The core reads no environment
+//! variable for it: `PROCLOCK_DIR` is read by the caller, the JavaScript facade, in the thread
+//! that asks, so that a worker thread's own environment counts.)
 //!
-//! Why each step exists:
+//! The default depends on nothing in the environment, because one job started by hand and the
+//! same job started by cron, a service manager, `sudo` or a container must take the same lock:
+//! - Linux and other Unixes: `/tmp/proclock-<euid>`, with `/tmp` spelled out (not `$TMPDIR`).
+//! - macOS: `proclock` in the per-user temporary directory the system keeps for each user
+//!   (`confstr(_CS_DARWIN_USER_TEMP_DIR)`, under `/var/folders`). It is the same in every
+//!   session of that user, whatever `$TMPDIR` says, and the OS creates it mode 0700 and owned by
+//!   the user, so no other user can take its name first.
+//! - Windows: under the per-user `%TEMP%` (still environment-dependent; left to the Windows
+//!   work, which also covers ACLs).
+//!
+//! Why not the usual candidates:
+//! - `$XDG_RUNTIME_DIR` exists only in a login session (not under cron, `sudo` or most
+//!   services), and `/run/user/<uid>` is deleted at the user's last logout while processes
+//!   started from that session may still hold locks in it.
+//! - `$TMPDIR` differs between sessions and programs of one user.
+//! - `/dev/shm`: systemd-logind's `RemoveIPC=yes` (the default on many distributions) deletes
+//!   the user's files there when the user's last session ends.
+//! - `$HOME` can be a network filesystem mounted on several machines (two machines would share
+//!   one lock table without sharing memory, so each would think it alone holds) or read-only
+//!   for service users.
+//!
+//! Denial: `/tmp` is writable by everyone (sticky), so another user can create
+//! `/tmp/proclock-<uid>` first. There is deliberately no fallback: a fallback chosen because
+//! that directory exists *now* could differ between two of our processes started before and
+//! after the squatter removes it, which would be two lock directories and two holders of one
+//! lock. The lock directory therefore fails closed (`ErrorKind::Permission`), and the error
+//! names the owner (uid and user name) and the remedy: an administrator removes it, or the
+//! `dir` option / `PROCLOCK_DIR` names a private directory.
+//!
+//! Why each step of opening exists:
+//! - A relative `dir` is made absolute from the working directory at the moment a handle (or a
+//!   look at locks) is created, before any cache lookup: a cache keyed by the relative spelling
+//!   would keep meaning the old directory after `chdir`, while other processes resolve the same
+//!   spelling anew. Absolute spellings and the default cost no system call to look up.
+//! - Every ancestor of the lock directory is checked, as OpenSSH checks `~/.ssh`: owned by root
+//!   or by us, and not writable by group or others unless sticky. Anyone who can write to an
+//!   ancestor can rename the lock directory away while locks are held in it; the next process
+//!   would then create a fresh one and take a lock that is still held. The check is made on
+//!   descriptors, not paths: symlinks among the ancestors (macOS's `/tmp -> /private/tmp`) are
+//!   resolved first (`realpath` of the parent), then the real path is walked from `/` one
+//!   component at a time with `openat(O_NOFOLLOW | O_DIRECTORY)` and each opened component is
+//!   `fstat`ed, so a component swapped for a symlink between the resolution and the walk is
+//!   refused rather than followed. Missing ancestors are created (mode 0700) on the way.
 //! - The directory is created 0700 and then `chmod`ed, because `mkdir`'s mode is filtered by the
 //!   umask and a umask of 000 must not give us a world-writable namespace. A directory we did
-//!   not create is accepted only if it is ours and not group/world-writable.
-//! - It is opened with `O_NOFOLLOW | O_DIRECTORY` and the checks are made on the *open fd*
-//!   (`fstat`), not the path, so a symlink swapped in between check and use is refused.
+//!   not create is accepted only if it is ours and not group/world-writable. When running as
+//!   root, a root-owned directory that others may read or traverse (`/`, `/dev`, `/usr`, ...)
+//!   is a system directory shared with every user and is refused too: lock files would be
+//!   written among system files, visible to everyone.
+//! - It is opened with `O_NOFOLLOW | O_DIRECTORY` relative to its verified parent, and the
+//!   checks are made on the *open fd* (`fstat`), not the path, so a symlink swapped in between
+//!   check and use is refused.
 //! - Files are opened relative to that fd (`openat`) with `O_NOFOLLOW | O_CLOEXEC`: no symlink
 //!   planted under a lock file name is followed, and no descriptor leaks into a spawned child
 //!   (a child that inherits a lock descriptor keeps the lock alive after its parent dies).
@@ -23,12 +69,11 @@
 //!   temp cleaners (`systemd-tmpfiles` empties `/tmp` entries untouched for 10 days) skip a
 //!   directory they cannot lock exclusively; deleting segments or lock files under running
 //!   processes would split every lock in two. The kernel drops the flock when the process
-//!   dies. (macOS's `$TMPDIR` cleaner ignores such locks; it only removes files unused for
-//!   days, and `$XDG_RUNTIME_DIR` or `PROCLOCK_DIR` avoid it altogether.)
+//!   dies. (macOS's cleaner of the per-user temporary directory ignores such locks; it only
+//!   removes files unused for days, and a `dir` elsewhere avoids it altogether.)
 //!
-//! Windows: the default is under the per-user `%TEMP%`; names are opened with
-//! `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are refused. ACLs are inherited from the
-//! per-user temp directory; they are not checked here.
+//! Windows: names are opened with `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are
+//! refused. ACLs are inherited from the per-user temp directory; they are not checked here.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -54,25 +99,31 @@ pub struct DirLock {
 }
 
 impl LockDir {
-  /// The directory to use: `explicit` (the `dir` option), else `PROCLOCK_DIR`, else the default.
+  /// The directory to use: `explicit` (the `dir` option), else the default.
   pub fn resolve(explicit: Option<&Path>) -> Result<LockDir> {
     LockDir::open(&LockDir::resolve_path(explicit)?)
   }
 
-  /// The directory as asked for: `explicit`, else `PROCLOCK_DIR`; `None` means the default.
-  /// No system call: this is the cache key of [`LockDir::shared`] and of the shm spaces.
-  pub fn requested(explicit: Option<&Path>) -> Option<PathBuf> {
+  /// The directory as asked for, made absolute: `None` means the default. This is the cache key
+  /// of [`LockDir::shared`] and of the shm spaces. An absolute spelling (and the default) costs
+  /// no system call; a relative one is resolved against the working directory now, so that
+  /// after a `chdir` the same spelling means the new directory, as it does for every other
+  /// process that resolves it (see the module comment).
+  pub fn requested(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     match explicit {
-      Some(p) => Some(p.to_path_buf()),
-      None => std::env::var_os("PROCLOCK_DIR").filter(|v| !v.is_empty()).map(PathBuf::from),
+      None => Ok(None),
+      Some(p) if p.is_absolute() => Ok(Some(p.to_path_buf())),
+      Some(p) => std::path::absolute(p)
+        .map(Some)
+        .map_err(|e| Error::io(format!("resolving lock directory {}", p.display()), e)),
     }
   }
 
   /// The path [`LockDir::resolve`] would open, without creating or opening anything (so that
   /// looking at locks never creates a lock directory).
   pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
-    match LockDir::requested(explicit) {
-      Some(p) => std::path::absolute(&p).map_err(|e| Error::io(p.display(), e)),
+    match LockDir::requested(explicit)? {
+      Some(p) => Ok(p),
       None => imp::default_dir(),
     }
   }
@@ -83,7 +134,7 @@ impl LockDir {
   pub fn shared(explicit: Option<&Path>) -> Result<Arc<LockDir>> {
     type Dirs = HashMap<Option<PathBuf>, (u32, Arc<LockDir>)>;
     static DIRS: OnceLock<Mutex<Dirs>> = OnceLock::new();
-    let request = LockDir::requested(explicit);
+    let request = LockDir::requested(explicit)?;
     let pid = crate::process_info::current_pid();
     let mut dirs = DIRS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, dir)) = dirs.get(&request).filter(|(p, _)| *p == pid) {
@@ -103,12 +154,16 @@ impl LockDir {
     }
   }
 
-  /// Open (creating if needed) and verify `path`.
+  /// The default lock directory of this user (see the module comment). Creates nothing.
+  pub fn default_path() -> Result<PathBuf> {
+    imp::default_dir()
+  }
+
+  /// Open (creating it and its missing ancestors if needed) and verify `path`, every ancestor
+  /// included (see the module comment).
   pub fn open(path: &Path) -> Result<LockDir> {
-    if let Some(parent) = path.parent() {
-      fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-    }
-    imp::open_dir(path)
+    let path = std::path::absolute(path).map_err(|e| Error::io(format!("resolving lock directory {}", path.display()), e))?;
+    imp::open_dir(&path)
   }
 
   pub fn path(&self) -> &Path {
@@ -197,73 +252,288 @@ mod imp {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
   }
 
+  #[cfg(not(target_os = "macos"))]
   pub fn default_dir() -> Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-      let ours = fs::symlink_metadata(&xdg)
-        .map(|m| m.is_dir() && m.uid() == euid() && m.mode() & 0o777 == 0o700)
-        .unwrap_or(false);
-      if xdg.is_absolute() && ours {
-        return Ok(xdg.join("proclock"));
+    Ok(PathBuf::from(format!("/tmp/proclock-{}", euid())))
+  }
+
+  #[cfg(target_os = "macos")]
+  pub fn default_dir() -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the buffer is writable for its full length, which is what we pass.
+    let n = unsafe { libc::confstr(libc::_CS_DARWIN_USER_TEMP_DIR, buf.as_mut_ptr().cast(), buf.len()) };
+    if n == 0 || n > buf.len() {
+      return Err(Error::io(
+        "finding the per-user temporary directory (confstr _CS_DARWIN_USER_TEMP_DIR)",
+        io::Error::last_os_error(),
+      ));
+    }
+    buf.truncate(n - 1); // n counts the terminating NUL
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)).join("proclock"))
+  }
+
+  /// "uid N (name)", the name from the user database if it has one.
+  fn user(uid: u32) -> String {
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: an all-zero passwd is a valid out-value; getpwuid_r fills it from `buf`.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the length given; `found` is set to &pwd or null.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+      return format!("uid {uid} (no user name)");
+    }
+    // SAFETY: pw_name points to a NUL-terminated string inside `buf`, alive here.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned();
+    format!("uid {uid} ({name})")
+  }
+
+  fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid out-value; fd is open.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 {
+      Ok(st)
+    } else {
+      Err(io::Error::last_os_error())
+    }
+  }
+
+  /// The parent of `path` with its symlinks resolved (`realpath`), and the last component. A
+  /// parent that does not exist yet is resolved as far as it exists, and its missing
+  /// components are appended (the walk creates them). `None` as the last component: `path` is
+  /// `/` itself.
+  fn real_parent(path: &Path) -> Result<(PathBuf, Option<std::ffi::OsString>)> {
+    let err = |e: io::Error| Error::io(format!("resolving lock directory {}", path.display()), e);
+    let Some(last) = path.file_name() else {
+      // "/" or a path ending in "..": it must exist; resolve it whole.
+      let real = fs::canonicalize(path).map_err(err)?;
+      return Ok(match (real.parent(), real.file_name()) {
+        (Some(parent), Some(name)) => (parent.to_path_buf(), Some(name.to_owned())),
+        _ => (real, None),
+      });
+    };
+    let mut missing = Vec::new();
+    let mut at = path.parent().unwrap_or(Path::new("/"));
+    loop {
+      match fs::canonicalize(at) {
+        Ok(mut real) => {
+          real.extend(missing.iter().rev());
+          return Ok((real, Some(last.to_owned())));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match (at.file_name(), at.parent()) {
+          (Some(name), Some(up)) => {
+            missing.push(name.to_owned());
+            at = up;
+          }
+          _ => return Err(err(e)),
+        },
+        Err(e) => return Err(err(e)),
       }
     }
-    Ok(std::env::temp_dir().join(format!("proclock-{}", euid())))
+  }
+
+  /// Open `name` under `parent` as a directory without following a symlink, creating it
+  /// (mode exactly 0700) if `create` and it is missing. Returns the descriptor and whether it
+  /// was created here.
+  fn open_component(parent: &OwnedFd, name: &std::ffi::OsStr, create: bool) -> io::Result<(OwnedFd, bool)> {
+    let c = cstr(name.as_bytes())?;
+    let mut created = false;
+    loop {
+      // SAFETY: valid dir fd and C string; the returned fd is owned below.
+      let fd = unsafe {
+        libc::openat(
+          parent.as_raw_fd(),
+          c.as_ptr(),
+          libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+      };
+      if fd >= 0 {
+        // SAFETY: fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if created {
+          // mkdir's mode went through the umask; make it exactly 0700.
+          // SAFETY: valid descriptor.
+          if unsafe { libc::fchmod(fd.as_raw_fd(), 0o700) } != 0 {
+            return Err(io::Error::last_os_error());
+          }
+        }
+        return Ok((fd, created));
+      }
+      let e = io::Error::last_os_error();
+      if e.raw_os_error() != Some(libc::ENOENT) || !create || created {
+        return Err(e);
+      }
+      // SAFETY: valid dir fd and C string.
+      if unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o700) } == 0 {
+        created = true;
+      } else {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+          return Err(e);
+        }
+      }
+    }
+  }
+
+  /// An ancestor of a lock directory must be owned by root or by us and not writable by group
+  /// or others unless sticky (see the module comment); `Err` says why not.
+  fn check_ancestor(st: &libc::stat) -> std::result::Result<(), String> {
+    let mode = st.st_mode as u32;
+    if st.st_uid != 0 && st.st_uid != euid() {
+      return Err(format!(
+        "it belongs to {} (mode {:o}), neither root nor us ({}), who could rename the lock directory away while locks are held in it",
+        user(st.st_uid),
+        mode & 0o7777,
+        user(euid())
+      ));
+    }
+    if mode & 0o022 != 0 && mode & libc::S_ISVTX as u32 == 0 {
+      return Err(format!(
+        "its mode {:o} (owner {}) lets other users write to it without the sticky bit, so any of them could rename the lock directory away while locks are held in it",
+        mode & 0o7777,
+        user(st.st_uid)
+      ));
+    }
+    Ok(())
+  }
+
+  /// Walk `real` (absolute, symlinks already resolved) from `/`, one `openat(O_NOFOLLOW)` per
+  /// component, checking each with `fstat`, creating the missing ones. Returns the last one.
+  fn walk(dir: &Path, real: &Path) -> Result<OwnedFd> {
+    let refuse = |at: &Path, why: String| {
+      permission(format!(
+        "refusing lock directory {}: its ancestor {} is unsafe: {why}. Use a directory whose every ancestor is owned by root or by you and not writable by other users (sticky /tmp is fine)",
+        dir.display(),
+        at.display()
+      ))
+    };
+    // SAFETY: valid C string; the returned fd is owned below.
+    let fd = unsafe { libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+      return Err(Error::io("opening /", io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptor we own.
+    let mut fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut at = PathBuf::from("/");
+    let mut components = real.components();
+    if components.next() != Some(std::path::Component::RootDir) {
+      return Err(Error::io(
+        format!("resolving lock directory {}", dir.display()),
+        io::Error::new(io::ErrorKind::InvalidInput, "not an absolute path"),
+      ));
+    }
+    loop {
+      let st = fstat(&fd).map_err(|e| Error::io(at.display(), e))?;
+      check_ancestor(&st).map_err(|why| refuse(&at, why))?;
+      let Some(component) = components.next() else {
+        return Ok(fd);
+      };
+      let std::path::Component::Normal(name) = component else {
+        return Err(Error::io(
+          format!("resolving lock directory {}", dir.display()),
+          io::Error::new(io::ErrorKind::InvalidInput, "unexpected component in a resolved path"),
+        ));
+      };
+      at.push(name);
+      fd = match open_component(&fd, name, true) {
+        Ok((fd, _)) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+          return Err(refuse(&at, "it is a symlink or not a directory (it changed while being checked)".into()))
+        }
+        Err(e) => return Err(Error::io(format!("opening {}", at.display()), e)),
+      };
+    }
+  }
+
+  /// The owner of `name` under `parent`, without following a symlink; `None` if unknown.
+  fn owner_at(parent: &OwnedFd, name: &std::ffi::OsStr) -> Option<u32> {
+    let c = cstr(name.as_bytes()).ok()?;
+    // SAFETY: an all-zero stat is a valid out-value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dir fd, C string and out-pointer.
+    (unsafe { libc::fstatat(parent.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0).then_some(st.st_uid)
+  }
+
+  /// The refusal of a lock directory that belongs to another user. For the default directory
+  /// this is the denial described in the module comment: name the squatter and the remedy.
+  fn foreign(path: &Path, uid: u32) -> Error {
+    let is_default = default_dir().is_ok_and(|d| d == path);
+    permission(if is_default {
+      format!(
+        "refusing the default lock directory {}: it belongs to {}, not to us ({}). Another user created it first, which denies \
+         us every lock in the default directory; proclock does not fall back to another directory, because processes started \
+         before and after its removal would then lock in two different places. Remedy: an administrator removes {}, or set \
+         the dir option (PROCLOCK_DIR, --dir) to a private directory of yours (mode 0700)",
+        path.display(),
+        user(uid),
+        user(euid()),
+        path.display()
+      )
+    } else {
+      format!(
+        "refusing lock directory {}: it belongs to {}, not to us ({}), so that user could read, replace or remove the locks in \
+         it. Use a directory of your own (mode 0700), or have an administrator remove it so that it is created anew",
+        path.display(),
+        user(uid),
+        user(euid())
+      )
+    })
   }
 
   pub fn open_dir(path: &Path) -> Result<LockDir> {
-    let c = cstr(path.as_os_str().as_bytes()).map_err(|e| Error::io(path.display(), e))?;
-    // SAFETY: valid C string; mkdir has no memory effects beyond it.
-    let created = unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0;
-    if !created {
-      let e = io::Error::last_os_error();
-      if e.raw_os_error() != Some(libc::EEXIST) {
-        return Err(Error::io(format!("creating {}", path.display()), e));
-      }
+    let (parent, last) = real_parent(path)?;
+    let parent_fd = walk(path, &parent)?;
+    let fd = match &last {
+      None => parent_fd,
+      Some(name) => match open_component(&parent_fd, name, true) {
+        Ok((fd, _)) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+          return Err(permission(format!(
+            "refusing lock directory {}: it is a symlink or not a directory",
+            path.display()
+          )))
+        }
+        Err(e) => {
+          // Someone else's directory we may not even open (a squatter's mode 0700 one): say
+          // whose it is rather than just "permission denied".
+          if let Some(uid) = owner_at(&parent_fd, name).filter(|&uid| uid != euid()) {
+            return Err(foreign(path, uid));
+          }
+          return Err(Error::io(format!("opening lock directory {}", path.display()), e));
+        }
+      },
+    };
+    let st = fstat(&fd).map_err(|e| Error::io(path.display(), e))?;
+    let mode = st.st_mode as u32 & 0o7777;
+    if st.st_uid != euid() {
+      return Err(foreign(path, st.st_uid));
     }
-    // SAFETY: valid C string; the returned fd is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-    if fd < 0 {
-      let e = io::Error::last_os_error();
-      return Err(match e.raw_os_error() {
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => permission(format!(
-          "refusing lock directory {}: it is a symlink or not a directory",
-          path.display()
-        )),
-        _ => Error::io(format!("opening lock directory {}", path.display()), e),
-      });
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let dir = File::from(fd);
-    if created {
-      // mkdir's mode went through the umask; make it exactly 0700.
-      dir
-        .set_permissions(fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(path.display(), e))?;
-    }
-    let meta = dir.metadata().map_err(|e| Error::io(path.display(), e))?;
-    if meta.uid() != euid() {
+    if mode & 0o022 != 0 {
       return Err(permission(format!(
-        "refusing lock directory {}: owned by uid {}, not by us (uid {})",
+        "refusing lock directory {}: mode {:o} lets other users write to it; use a private directory (mode 0700)",
         path.display(),
-        meta.uid(),
-        euid()
+        mode
       )));
     }
-    if meta.mode() & 0o022 != 0 {
+    if euid() == 0 && mode & 0o005 != 0 {
       return Err(permission(format!(
-        "refusing lock directory {}: mode {:o} lets other users write to it",
+        "refusing lock directory {}: running as root, and this root-owned directory (mode {:o}) can be read or traversed by \
+         every user, so it is a system directory, not a private one; proclock will not write its files there. Use a private \
+         directory (mode 0700), for example a new subdirectory of it",
         path.display(),
-        meta.mode() & 0o777
+        mode
       )));
     }
     // The shared lock that keeps age-based cleaners out (see the module comment). Not fatal
     // if refused (a cleaner holds it this instant): locks work without it; this process just
     // goes unprotected from that cleaner.
     // SAFETY: valid descriptor we own.
-    unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
     Ok(LockDir {
       path: path.to_path_buf(),
-      fd: OwnedFd::from(dir),
+      fd,
     })
   }
 
@@ -352,6 +622,9 @@ mod imp {
   }
 
   pub fn open_dir(path: &Path) -> Result<LockDir> {
+    if let Some(parent) = path.parent() {
+      fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
     match fs::create_dir(path) {
       Ok(()) => {}
       Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
