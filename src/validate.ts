@@ -12,7 +12,7 @@ export interface LockOptions {
   reentrant?: boolean
   /** Free text that other processes see as the holder's description (at most 256 UTF-8 bytes). */
   description?: string
-  /** Lock directory (a namespace for lock names). Default: $PROCLOCK_DIR, else a private per-user directory. */
+  /** Lock directory (a namespace for lock names); a relative path is resolved when the handle is created. Default: $PROCLOCK_DIR (as this thread's process.env has it), else a private per-user directory. */
   dir?: string
 }
 
@@ -78,7 +78,18 @@ export function checkLockOptions(value: unknown): CheckedLockOptions {
     if (typeof dir !== 'string') throw invalidArgType('options.dir', 'of type string', dir)
     if (dir.length === 0 || dir.includes('\0')) throw invalidArgValue('options.dir', 'must be a non-empty path without null bytes')
   }
-  return { backend, reentrant, description: checkDescription(o.description, 'options.description'), dir }
+  return { backend, reentrant, description: checkDescription(o.description, 'options.description'), dir: dir ?? envDir() }
+}
+
+/**
+ * `PROCLOCK_DIR` as this thread sees it, or undefined (the core's default directory). Read here,
+ * at each call, and not by the native side: the native side sees only the process's environment,
+ * while a worker thread has its own `process.env` (given by `new Worker(..., { env })` or set by
+ * the worker itself), and a lock must live where the thread that opens it says. An empty value
+ * counts as unset, as in a shell.
+ */
+function envDir(): string | undefined {
+  return process.env.PROCLOCK_DIR || undefined
 }
 
 export function checkTimeout(timeout: unknown, name = 'options.timeout'): number {
