@@ -84,11 +84,15 @@ pub fn live_file_name(pslot: u16) -> String {
 
 /// This process's claim on a process slot. Dropping it would release the slot, so it lives as
 /// long as the directory state that owns it (the life of the process).
+///
+/// An observer ([`Liveness::observe`]) has no claim: its `pslot` is `RESERVED_PSLOT`, which no
+/// holder can have (the verdict answers a word naming it before comparing it with ours), and it
+/// holds no liveness file.
 pub struct Registration {
   pub pslot: u16,
   pub pid: u32,
   pub identity: u64,
-  _live: File,
+  _live: Option<File>,
 }
 
 /// The process table of one lock directory plus our own registration in it.
@@ -136,7 +140,7 @@ impl Liveness {
           pslot: p,
           pid,
           identity,
-          _live: file,
+          _live: Some(file),
         },
         probes: Mutex::new(HashMap::new()),
       });
@@ -145,6 +149,35 @@ impl Liveness {
       ErrorKind::Io,
       format!("more than {PROC_SLOTS} processes use {} at once", dir.path().display()),
     ))
+  }
+
+  /// Liveness for looking at locks (`inspect()`, `list()`) without registering: no process
+  /// slot is claimed, no liveness file is created, and the process table is mapped read-only
+  /// and never created or repaired, so that looking writes nothing. A missing or blank table is
+  /// read as all zeros, which is what it would be once rebuilt; the liveness files then decide.
+  /// The verdict is the same as a registered process's, our own slot aside (we have none, and
+  /// an observer holds no lock).
+  pub fn observe(dir: &LockDir) -> Result<Liveness> {
+    let procs = match Segment::open_to_look(dir, PROCS_FILE, PROCS_LAYOUT, 0)? {
+      Some(procs) => procs,
+      None => Segment::zeroed(PROCS_LAYOUT)?,
+    };
+    let pid = process_info::current_pid();
+    Ok(Liveness {
+      procs,
+      me: Registration {
+        pslot: RESERVED_PSLOT,
+        pid,
+        identity: process_info::start_identity(pid).unwrap_or(0),
+        _live: None,
+      },
+      probes: Mutex::new(HashMap::new()),
+    })
+  }
+
+  /// Whether this is an observer's view (see [`Liveness::observe`]), which must write nothing.
+  pub fn observing(&self) -> bool {
+    self.me._live.is_none()
   }
 
   pub fn me(&self) -> &Registration {
@@ -187,7 +220,14 @@ impl Liveness {
       if probes.len() >= PROBE_FDS_KEPT {
         probes.clear();
       }
-      probes.insert(pslot, dir.open_or_create(&live_file_name(pslot)).ok()?);
+      // An observer opens only what exists: it must create nothing. A missing file is
+      // "could not tell", which the pid cross-check below then decides.
+      let file = if self.observing() {
+        dir.open_existing(&live_file_name(pslot)).ok()??
+      } else {
+        dir.open_or_create(&live_file_name(pslot)).ok()?
+      };
+      probes.insert(pslot, file);
     }
     let file = probes.get(&pslot)?;
     match file.try_lock_shared() {

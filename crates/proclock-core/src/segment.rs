@@ -176,6 +176,41 @@ impl Segment {
     }
   }
 
+  /// Segment `file_name` of `dir` mapped for looking only (`inspect()`, `list()`): nothing is
+  /// created or repaired, and the mapping is read-only, so that looking can never write a byte
+  /// (a stray store would fault here rather than silently change a table others use). `None`
+  /// if the file is missing or blank: proclock never published anything in it, so it holds no
+  /// lock. Anything else that fails validation is reported, as by [`Segment::open`].
+  pub fn open_to_look(dir: &LockDir, file_name: &str, layout: Layout, index: u32) -> Result<Option<Segment>> {
+    let Some(file) = dir.open_existing(file_name)? else {
+      return Ok(None);
+    };
+    match check(&file, &layout, index)? {
+      Check::Valid => {
+        let map = MmapOptions::new()
+          .len(layout.file_size())
+          .map_raw_read_only(&file)
+          .map_err(|e| Error::io("mapping shared segment", e))?;
+        Ok(Some(Segment { map, layout }))
+      }
+      Check::Blank => Ok(None),
+      Check::Invalid(why) => Err(corrupt(format!(
+        "shared segment {} is unusable: {why}",
+        dir.path().join(file_name).display()
+      ))),
+    }
+  }
+
+  /// A private all-zero table of `layout`, in no file: what a blank segment would be once
+  /// rebuilt, for a look that must not rebuild it.
+  pub fn zeroed(layout: Layout) -> Result<Segment> {
+    let map = MmapOptions::new()
+      .len(layout.file_size())
+      .map_anon()
+      .map_err(|e| Error::io("mapping an anonymous table", e))?;
+    Ok(Segment { map: map.into(), layout })
+  }
+
   fn map(file: File, layout: Layout) -> Result<Segment> {
     let map = MmapOptions::new()
       .len(layout.file_size())

@@ -50,18 +50,13 @@ pub struct ShmSpace {
 
 impl ShmSpace {
   /// The space of `dir` (or the default directory), opened once per process. Looked up first by
-  /// the directory as asked for (no system call on the hot path of `new Lock()`), then by its
-  /// canonical path, so that two spellings of one directory share one space.
+  /// the directory as asked for (no system call on the hot path of `new Lock()` for an absolute
+  /// or default directory), then by its canonical path, so that two spellings of one directory
+  /// share one space.
   pub fn get(dir: Option<&Path>) -> Result<Arc<ShmSpace>> {
-    #[derive(Default)]
-    struct Spaces {
-      by_request: HashMap<Option<PathBuf>, Arc<ShmSpace>>,
-      by_canonical: HashMap<PathBuf, Arc<ShmSpace>>,
-    }
-    static SPACES: OnceLock<Mutex<Spaces>> = OnceLock::new();
-    let request = LockDir::requested(dir);
+    let request = LockDir::requested(dir)?;
     let pid = crate::process_info::current_pid();
-    let mut spaces = SPACES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut spaces = spaces();
     // After a fork the child is a different process and must register on its own.
     if let Some(space) = spaces.by_request.get(&request).filter(|s| s.liveness.me().pid == pid) {
       return Ok(space.clone());
@@ -85,6 +80,13 @@ impl ShmSpace {
     Ok(space)
   }
 
+  /// This process's registered space for `lock_dir`, if it has opened one (under any spelling).
+  fn registered(lock_dir: &LockDir) -> Option<Arc<ShmSpace>> {
+    let pid = crate::process_info::current_pid();
+    let canonical = std::fs::canonicalize(lock_dir.path()).ok()?;
+    spaces().by_canonical.get(&canonical).filter(|s| s.liveness.me().pid == pid).cloned()
+  }
+
   /// The current holder of `slot`, as far as it can be told.
   fn owner_of(&self, slot: &Slot) -> Option<OwnerInfo> {
     let word = slot.cell.word.load(crate::sync::Ordering::Acquire);
@@ -103,6 +105,18 @@ impl ShmSpace {
       None => OwnerInfo::unknown(token, alive),
     })
   }
+}
+
+/// Every registered space of this process, by the directory as asked for and by canonical path.
+#[derive(Default)]
+struct Spaces {
+  by_request: HashMap<Option<PathBuf>, Arc<ShmSpace>>,
+  by_canonical: HashMap<PathBuf, Arc<ShmSpace>>,
+}
+
+fn spaces() -> std::sync::MutexGuard<'static, Spaces> {
+  static SPACES: OnceLock<Mutex<Spaces>> = OnceLock::new();
+  SPACES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a waiter knows about the holder it is about to sleep on.
@@ -374,14 +388,27 @@ pub const FORCE_SETTLE_LIMIT: Duration = Duration::from_secs(1);
 pub const FORCE_SETTLE_GRACE: Duration = Duration::from_millis(10);
 
 impl ShmSpace {
-  /// The space of an existing lock directory that already has shm locks, `None` otherwise.
-  /// Creates nothing where there is nothing: looking at locks must not make a lock directory
-  /// or a lock table appear (in a directory in use it registers this process, like any user).
+  /// A space to look at the shm locks of an existing lock directory, `None` if it has none.
+  /// Looking writes nothing: unless this process already uses the directory (its registered
+  /// space is then used), the view registers nothing (no process slot, no liveness file), maps
+  /// the tables read-only and repairs or creates nothing (a blank segment is read as "no locks
+  /// there"). It must never be used to open a handle.
   pub fn existing(dir: Option<&Path>) -> Result<Option<Arc<ShmSpace>>> {
-    match LockDir::shared_existing(dir)? {
-      Some(lock_dir) if crate::slot_table::has_segments(&lock_dir)? => ShmSpace::get(dir).map(Some),
-      _ => Ok(None),
+    let Some(lock_dir) = LockDir::shared_existing(dir)? else {
+      return Ok(None);
+    };
+    if let Some(space) = ShmSpace::registered(&lock_dir) {
+      return Ok(Some(space));
     }
+    if !crate::slot_table::has_segments(&lock_dir)? {
+      return Ok(None);
+    }
+    let liveness = Liveness::observe(&lock_dir)?;
+    Ok(Some(Arc::new(ShmSpace {
+      dir: lock_dir,
+      liveness,
+      table: SlotTable::to_look(),
+    })))
   }
 
   /// The holder of `name` (alive or not), without claiming a slot for it. `None`: free, or

@@ -99,6 +99,8 @@ impl SlotRef {
 /// The slot table of one lock directory (process-wide, shared by all handles).
 pub struct SlotTable {
   segments: RwLock<Vec<Arc<Segment>>>,
+  /// A table for looking only (see [`SlotTable::to_look`]).
+  looking: bool,
 }
 
 /// The file of segment `k`. Public for tests (they write into it to forge holder records).
@@ -111,6 +113,18 @@ impl SlotTable {
   pub fn new() -> Self {
     SlotTable {
       segments: RwLock::new(Vec::new()),
+      looking: false,
+    }
+  }
+
+  /// A table for `inspect()` and `list()`, which must write nothing: segments are mapped
+  /// read-only and never created or repaired, and a blank segment ends the table (no name was
+  /// ever placed in it, so none is in a later one either). Only [`SlotTable::find`] and
+  /// [`SlotTable::all`] may be used on it.
+  pub fn to_look() -> Self {
+    SlotTable {
+      segments: RwLock::new(Vec::new()),
+      looking: true,
     }
   }
 
@@ -122,6 +136,13 @@ impl SlotTable {
     let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
     while segs.len() <= k {
       let i = segs.len();
+      if self.looking {
+        match Segment::open_to_look(dir, &segment_file(i), LOCKS_LAYOUT, i as u32)? {
+          Some(segment) => segs.push(Arc::new(segment)),
+          None => return Ok(None),
+        }
+        continue;
+      }
       if !create && dir.open_existing(&segment_file(i))?.is_none() {
         return Ok(None);
       }
@@ -132,6 +153,9 @@ impl SlotTable {
 
   /// The slot of `name`, claiming one if the name has none yet.
   pub fn claim(&self, dir: &LockDir, name: &LockName) -> Result<SlotRef> {
+    if self.looking {
+      return Err(Error::new(ErrorKind::Io, "internal error: claiming a slot in a table opened for looking"));
+    }
     self.lookup(dir, name, true)?.ok_or_else(|| {
       Error::new(
         ErrorKind::Io,
@@ -179,8 +203,11 @@ impl SlotTable {
             Some(n) if n == name.as_str() => return Ok(Some(r)),
             Some(_) => continue,
             None if slot.name_len.load(Acquire) == 0 => {
-              // Claimed by someone who died before writing the name; it is ours to finish.
-              slot.write_name(name.as_str());
+              // Claimed by someone who died before writing the name; it is ours to finish
+              // when claiming. A lookup only reports it: looking writes nothing.
+              if claim {
+                slot.write_name(name.as_str());
+              }
               return Ok(Some(r));
             }
             None => continue,
