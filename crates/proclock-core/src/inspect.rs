@@ -54,8 +54,8 @@ impl LockState {
 /// Every lock of one backend: readable name and holder.
 pub type Listing = Vec<(String, Seen)>;
 
-/// What a backend provides for inspection. `dir` is the `dir` option (`None`: `PROCLOCK_DIR`,
-/// else the default directory).
+/// What a backend provides for inspection. `dir` is the lock directory asked for (`None`: the
+/// default directory; the facade has already applied `PROCLOCK_DIR`).
 pub struct Inspector {
   pub backend: Backend,
   /// Whether one lock is held, and by whom; never creates anything.

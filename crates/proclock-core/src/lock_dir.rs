@@ -379,6 +379,7 @@ mod imp {
 
   /// An ancestor of a lock directory must be owned by root or by us and not writable by group
   /// or others unless sticky (see the module comment); `Err` says why not.
+  #[allow(clippy::unnecessary_cast)] // mode_t is u16 on macOS
   fn check_ancestor(st: &libc::stat) -> std::result::Result<(), String> {
     let mode = st.st_mode as u32;
     if st.st_uid != 0 && st.st_uid != euid() {
@@ -440,7 +441,10 @@ mod imp {
       fd = match open_component(&fd, name, true) {
         Ok((fd, _)) => fd,
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-          return Err(refuse(&at, "it is a symlink or not a directory (it changed while being checked)".into()))
+          return Err(refuse(
+            &at,
+            "it is a symlink or not a directory (it changed while being checked)".into(),
+          ))
         }
         Err(e) => return Err(Error::io(format!("opening {}", at.display()), e)),
       };
@@ -482,6 +486,7 @@ mod imp {
     })
   }
 
+  #[allow(clippy::unnecessary_cast)] // mode_t is u16 on macOS
   pub fn open_dir(path: &Path) -> Result<LockDir> {
     let (parent, last) = real_parent(path)?;
     let parent_fd = walk(path, &parent)?;
@@ -742,5 +747,52 @@ mod tests {
       let _ = fs::remove_file(&d);
       let _ = fs::remove_dir_all(&d);
     }
+  }
+
+  #[test]
+  fn the_default_ignores_the_environment_and_relative_dirs_are_made_absolute() {
+    // This test process may have any TMPDIR / XDG_RUNTIME_DIR; the default does not look.
+    #[cfg(not(target_os = "macos"))]
+    assert_eq!(
+      LockDir::default_path().unwrap(),
+      PathBuf::from(format!("/tmp/proclock-{}", unsafe { libc::geteuid() }))
+    );
+    assert_eq!(LockDir::requested(None).unwrap(), None);
+    let abs = Path::new("/some/where");
+    assert_eq!(LockDir::requested(Some(abs)).unwrap().as_deref(), Some(abs));
+    let rel = LockDir::requested(Some(Path::new("rel/locks"))).unwrap().unwrap();
+    assert_eq!(rel, std::env::current_dir().unwrap().join("rel/locks"));
+  }
+
+  #[test]
+  fn ancestors_writable_by_others_are_refused_unless_sticky() {
+    let base = scratch("ancestors");
+    LockDir::open(&base).unwrap();
+    let mk = |name: &str, mode: u32| {
+      let p = base.join(name);
+      fs::create_dir(&p).unwrap();
+      fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+      p
+    };
+    let open = mk("open", 0o777);
+    let err = LockDir::open(&open.join("locks")).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Permission, "{err}");
+    assert!(err.to_string().contains(&open.display().to_string()), "{err}");
+    assert!(!open.join("locks").exists());
+    let sticky = mk("sticky", 0o1777);
+    LockDir::open(&sticky.join("locks")).unwrap();
+    // Missing ancestors are created, private.
+    let deep = base.join("a/b/locks");
+    LockDir::open(&deep).unwrap();
+    assert_eq!(fs::metadata(base.join("a")).unwrap().mode() & 0o777, 0o700);
+    // A symlinked ancestor is resolved, then walked.
+    symlink(&sticky, base.join("link")).unwrap();
+    LockDir::open(&base.join("link/locks")).unwrap();
+    symlink(&open, base.join("badlink")).unwrap();
+    assert_eq!(
+      LockDir::open(&base.join("badlink/locks")).unwrap_err().kind(),
+      crate::ErrorKind::Permission
+    );
+    fs::remove_dir_all(&base).unwrap();
   }
 }

@@ -84,7 +84,11 @@ impl ShmSpace {
   fn registered(lock_dir: &LockDir) -> Option<Arc<ShmSpace>> {
     let pid = crate::process_info::current_pid();
     let canonical = std::fs::canonicalize(lock_dir.path()).ok()?;
-    spaces().by_canonical.get(&canonical).filter(|s| s.liveness.me().pid == pid).cloned()
+    spaces()
+      .by_canonical
+      .get(&canonical)
+      .filter(|s| s.liveness.me().pid == pid)
+      .cloned()
   }
 
   /// The current holder of `slot`, as far as it can be told.

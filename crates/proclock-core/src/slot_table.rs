@@ -154,7 +154,10 @@ impl SlotTable {
   /// The slot of `name`, claiming one if the name has none yet.
   pub fn claim(&self, dir: &LockDir, name: &LockName) -> Result<SlotRef> {
     if self.looking {
-      return Err(Error::new(ErrorKind::Io, "internal error: claiming a slot in a table opened for looking"));
+      return Err(Error::new(
+        ErrorKind::Io,
+        "internal error: claiming a slot in a table opened for looking",
+      ));
     }
     self.lookup(dir, name, true)?.ok_or_else(|| {
       Error::new(
