@@ -98,6 +98,8 @@ pub struct Registration {
 /// The process table of one lock directory plus our own registration in it.
 pub struct Liveness {
   procs: Segment,
+  /// False only for an observer that found no process table (see [`Liveness::observe`]).
+  procs_found: bool,
   me: Registration,
   /// Descriptors of other processes' liveness files, reused for probes (at most
   /// `PROBE_FDS_KEPT`, so a long-lived process cannot collect one per slot it ever probed).
@@ -136,6 +138,7 @@ impl Liveness {
       entry.base_seq.store(base, Release);
       return Ok(Liveness {
         procs,
+        procs_found: true,
         me: Registration {
           pslot: p,
           pid,
@@ -158,13 +161,14 @@ impl Liveness {
   /// The verdict is the same as a registered process's, our own slot aside (we have none, and
   /// an observer holds no lock).
   pub fn observe(dir: &LockDir) -> Result<Liveness> {
-    let procs = match Segment::open_to_look(dir, PROCS_FILE, PROCS_LAYOUT, 0)? {
-      Some(procs) => procs,
-      None => Segment::zeroed(PROCS_LAYOUT)?,
+    let (procs, procs_found) = match Segment::open_to_look(dir, PROCS_FILE, PROCS_LAYOUT, 0)? {
+      Some(procs) => (procs, true),
+      None => (Segment::zeroed(PROCS_LAYOUT)?, false),
     };
     let pid = process_info::current_pid();
     Ok(Liveness {
       procs,
+      procs_found,
       me: Registration {
         pslot: RESERVED_PSLOT,
         pid,
@@ -173,6 +177,11 @@ impl Liveness {
       },
       probes: Mutex::new(HashMap::new()),
     })
+  }
+
+  /// Whether the process table was found (always, for a registered process).
+  pub fn has_process_table(&self) -> bool {
+    self.procs_found
   }
 
   /// Whether this is an observer's view (see [`Liveness::observe`]), which must write nothing.

@@ -80,14 +80,16 @@ impl ShmSpace {
     Ok(space)
   }
 
-  /// This process's registered space for `lock_dir`, if it has opened one (under any spelling).
-  fn registered(lock_dir: &LockDir) -> Option<Arc<ShmSpace>> {
+  /// This process's registered space for the directory whose canonical path is `canonical`,
+  /// if it has opened one (under any spelling); else its view for looking, if it has one.
+  fn cached(spaces: &Spaces, canonical: &Path) -> Option<Arc<ShmSpace>> {
     let pid = crate::process_info::current_pid();
-    let canonical = std::fs::canonicalize(lock_dir.path()).ok()?;
-    spaces()
+    let mine = |s: &&Arc<ShmSpace>| s.liveness.me().pid == pid;
+    spaces
       .by_canonical
-      .get(&canonical)
-      .filter(|s| s.liveness.me().pid == pid)
+      .get(canonical)
+      .filter(mine)
+      .or_else(|| spaces.views.get(canonical).filter(mine))
       .cloned()
   }
 
@@ -116,6 +118,9 @@ impl ShmSpace {
 struct Spaces {
   by_request: HashMap<Option<PathBuf>, Arc<ShmSpace>>,
   by_canonical: HashMap<PathBuf, Arc<ShmSpace>>,
+  /// Views for looking only ([`ShmSpace::existing`]), by canonical path, kept so that repeated
+  /// looks do not map the tables again each time. Never used to open a handle.
+  views: HashMap<PathBuf, Arc<ShmSpace>>,
 }
 
 fn spaces() -> std::sync::MutexGuard<'static, Spaces> {
@@ -401,18 +406,26 @@ impl ShmSpace {
     let Some(lock_dir) = LockDir::shared_existing(dir)? else {
       return Ok(None);
     };
-    if let Some(space) = ShmSpace::registered(&lock_dir) {
+    let canonical = std::fs::canonicalize(lock_dir.path()).unwrap_or_else(|_| lock_dir.path().to_path_buf());
+    if let Some(space) = ShmSpace::cached(&spaces(), &canonical) {
       return Ok(Some(space));
     }
     if !crate::slot_table::has_segments(&lock_dir)? {
       return Ok(None);
     }
     let liveness = Liveness::observe(&lock_dir)?;
-    Ok(Some(Arc::new(ShmSpace {
+    // A view whose process table did not exist yet (read as zeros) is not kept: the table may
+    // appear at any moment, and the next look should read it.
+    let keep = liveness.has_process_table();
+    let view = Arc::new(ShmSpace {
       dir: lock_dir,
       liveness,
       table: SlotTable::to_look(),
-    })))
+    });
+    if keep {
+      spaces().views.insert(canonical, view.clone());
+    }
+    Ok(Some(view))
   }
 
   /// The holder of `name` (alive or not), without claiming a slot for it. `None`: free, or
