@@ -78,7 +78,7 @@ for (const backend of backends) {
   })
 }
 
-test('a squatted default directory fails closed, naming its owner and the remedy (root: runs a child as nobody in a private /tmp)', (t) => {
+test('a squatted default directory, or a parent another user made, fails closed, naming the owner and the remedy (root: runs a child as nobody in a private /tmp)', (t) => {
   if (!isRoot) {
     t.log('skipped: needs root (to own a directory as another user and run a child as nobody)')
     t.pass()
@@ -93,12 +93,19 @@ test('a squatted default directory fails closed, naming its owner and the remedy
       catch (e) { out[backend] = { name: e.name, code: e.code, message: e.message } }
     }
     try { list(); out.list = 'listed' } catch (e) { out.list = { code: e.code } }
+    // PROCLOCK_DIR under a parent another user made: open to us (0777), or closed (0700).
+    for (const parent of ['/tmp/theirs-open', '/tmp/theirs-closed']) {
+      try { new Lock('x', { dir: parent + '/locks' }).tryAcquire(); out[parent] = 'acquired' }
+      catch (e) { out[parent] = { code: e.code, message: e.message } }
+    }
     console.log(JSON.stringify(out))`
   const script = `
     set -e
     mount -t tmpfs -o mode=1777 tmpfs /tmp
     mkdir -m 700 /tmp/proclock-${NOBODY}
     chown 1:1 /tmp/proclock-${NOBODY}
+    mkdir -m 777 /tmp/theirs-open && chown 1:1 /tmp/theirs-open
+    mkdir -m 700 /tmp/theirs-closed && chown 1:1 /tmp/theirs-closed
     setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups env -u PROCLOCK_DIR -u XDG_RUNTIME_DIR -u TMPDIR ${process.execPath} -e "$CHILD"
     echo "entries:$(ls -A /tmp/proclock-${NOBODY} | tr '\\n' ' ')"
     echo "owner:$(stat -c %u /tmp/proclock-${NOBODY})"`
@@ -115,6 +122,11 @@ test('a squatted default directory fails closed, naming its owner and the remedy
     t.true(e.message.includes('administrator removes') && e.message.includes('PROCLOCK_DIR'), `gives the remedy: ${e.message}`)
   }
   t.deepEqual(out.list, { code: 'ELOCKPERM' })
+  for (const parent of ['/tmp/theirs-open', '/tmp/theirs-closed']) {
+    const e = out[parent] as { code: string; message: string }
+    t.is(e.code, 'ELOCKPERM', `${parent}: ${JSON.stringify(e)}`)
+    t.true(e.message.includes(`ancestor ${parent}`) && e.message.includes('uid 1 (daemon)'), e.message)
+  }
   t.is(entries, 'entries:', 'nothing is written into the squatted directory')
   t.is(owner, 'owner:1')
 })

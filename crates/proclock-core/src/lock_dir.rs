@@ -446,7 +446,20 @@ mod imp {
             "it is a symlink or not a directory (it changed while being checked)".into(),
           ))
         }
-        Err(e) => return Err(Error::io(format!("opening {}", at.display()), e)),
+        Err(e) => {
+          // An ancestor we may not even enter (another user's mode 0700 directory): say whose.
+          if let Some(uid) = owner_at(&fd, name).filter(|&uid| uid != 0 && uid != euid()) {
+            return Err(refuse(
+              &at,
+              format!(
+                "it belongs to {}, neither root nor us ({}), and we may not enter it",
+                user(uid),
+                user(euid())
+              ),
+            ));
+          }
+          return Err(Error::io(format!("opening {}", at.display()), e));
+        }
       };
     }
   }
