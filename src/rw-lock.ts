@@ -4,7 +4,7 @@
 
 import { NativeRwLock } from './binding.cjs'
 import { abortError, invalidArgValue, LockTimeoutError } from './errors'
-import { native, type OwnerInfo, settle } from './lock'
+import { LossSignals, native, type OwnerInfo, settle } from './lock'
 import { type AcquireOptions, checkAcquireOptions, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
 
 /** What an RwLock handle holds now. */
@@ -21,6 +21,7 @@ export class RwLock implements Disposable, AsyncDisposable {
   readonly name: string
   readonly backend = 'file' as const
   readonly #native: NativeRwLock
+  #loss: LossSignals | null = null
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)
@@ -44,6 +45,15 @@ export class RwLock implements Disposable, AsyncDisposable {
   get held(): RwHeld {
     const h = this.#native.held
     return h === 1 ? 'read' : h === 2 ? 'write' : null
+  }
+
+  /**
+   * An AbortSignal for the current read or write hold (null when holding neither), aborted with a
+   * LockLostError as its `reason` if the hold stops being exclusive (the lock directory or this
+   * lock's file was deleted or moved while in use); see `Lock.lost`.
+   */
+  get lost(): AbortSignal | null {
+    return (this.#loss ??= new LossSignals(this, this.#native)).signal(this.#native.token())
   }
 
   /** Take a read lock if no writer holds it; never waits. */
