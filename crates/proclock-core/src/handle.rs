@@ -140,9 +140,17 @@ impl<R: RawLock + 'static> Handle<R> {
   /// (which then fails `Lost`); keeps the raw hold (see the module comment); runs `on_lost`.
   /// Idempotent; callable from any thread; never blocks on the lock.
   pub fn lose(&self, why: &str) {
+    if let Some(notice) = self.mark_lost(why) {
+      notice();
+    }
+  }
+
+  /// [`Handle::lose`] without running `on_lost`, which is returned instead (for the directory's
+  /// sweep, which marks every handle before telling anyone).
+  fn mark_lost(&self, why: &str) -> Option<OnLost> {
     let _ = self.lost_why.set(why.to_owned());
     if self.lost.swap(true, SeqCst) {
-      return;
+      return None;
     }
     let mut s = self.state.load(Acquire);
     loop {
@@ -162,10 +170,7 @@ impl<R: RawLock + 'static> Handle<R> {
         Err(now) => s = now,
       }
     }
-    let callback = self.on_lost.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(callback) = callback {
-      callback();
-    }
+    self.on_lost.lock().unwrap_or_else(|p| p.into_inner()).take()
   }
 
   /// Run `callback` once when the handle is lost (at once, on this thread, if it already is).
@@ -497,8 +502,8 @@ impl<R: RawLock + 'static> crate::lock_dir::Member for Handle<R> {
   fn files_gone(&self) -> Option<String> {
     self.raw.files_gone()
   }
-  fn lose(&self, why: &str) {
-    Handle::lose(self, why)
+  fn lose(&self, why: &str) -> Option<crate::lock_dir::Notice> {
+    self.mark_lost(why)
   }
 }
 

@@ -60,6 +60,9 @@ pub struct LockDir {
 
 /// Something whose locks live in a lock directory (a handle, the shm space of a process), told
 /// when the directory, or a file of it that it uses, is deleted or moved away.
+/// What a member tells its user of a loss (see [`Member::lose`]).
+pub type Notice = Box<dyn FnOnce() + Send>;
+
 pub trait Member: Send + Sync {
   /// Whether the directory entry `entry` having been deleted or renamed away (`replaced`: a
   /// file renamed over it) splits this member's lock(s): it uses that file, and the name no
@@ -68,8 +71,10 @@ pub trait Member: Send + Sync {
   /// `Some(why)` if a file this member uses is no longer named by its path (for when events
   /// were dropped and every member must look for itself).
   fn files_gone(&self) -> Option<String>;
-  /// The lock(s) may no longer be exclusive, for the reason `why`. Idempotent; must not block.
-  fn lose(&self, why: &str);
+  /// The lock(s) may no longer be exclusive, for the reason `why`: mark it so. Idempotent;
+  /// must not block. Returns what to tell the user, which the sweep runs only once every
+  /// member it concerns is marked (a holder told of the loss finds its other handles lost too).
+  fn lose(&self, why: &str) -> Option<Notice>;
 }
 
 /// Whether a directory was lost, and who to tell. `members` is only touched when a member is
@@ -165,7 +170,9 @@ impl LockDir {
     let mut members = self.loss.members.lock().unwrap_or_else(|p| p.into_inner());
     if self.is_lost() {
       drop(members);
-      member.lose(self.lost_why());
+      if let Some(notice) = member.lose(self.lost_why()) {
+        notice();
+      }
       return;
     }
     // Forget members that are gone whenever the list has doubled since the last clean-up, so
@@ -186,9 +193,8 @@ impl LockDir {
       std::mem::take(&mut *members)
     };
     // Told outside the mutex: joins that come later see the flag and tell themselves.
-    for m in members.iter().filter_map(Weak::upgrade) {
-      m.lose(self.lost_why());
-    }
+    let members: Vec<_> = members.iter().filter_map(Weak::upgrade).collect();
+    tell(&members, self.lost_why());
   }
 
   /// The entry `entry` was deleted or renamed away (`replaced`: another file was renamed over
@@ -199,9 +205,7 @@ impl LockDir {
       let members = self.loss.members.lock().unwrap_or_else(|p| p.into_inner());
       members.iter().filter_map(Weak::upgrade).filter(|m| m.splits_with(entry, replaced)).collect()
     };
-    for m in hit {
-      m.lose(&why);
-    }
+    tell(&hit, &why);
   }
 
   /// Every member looks for its own files (the watch dropped events).
@@ -212,7 +216,7 @@ impl LockDir {
     };
     for m in members {
       if let Some(why) = m.files_gone() {
-        m.lose(&why);
+        tell(&[m], &why);
       }
     }
   }
@@ -318,6 +322,14 @@ impl LockDir {
     } else {
       Error::io(format!("opening {}", path.display()), e)
     }
+  }
+}
+
+/// Mark every member lost, then run their notices.
+fn tell(members: &[Arc<dyn Member>], why: &str) {
+  let notices: Vec<Notice> = members.iter().filter_map(|m| m.lose(why)).collect();
+  for notice in notices {
+    notice();
   }
 }
 

@@ -69,9 +69,10 @@ impl crate::lock_dir::Member for ShmSpace {
   fn files_gone(&self) -> Option<String> {
     None
   }
-  fn lose(&self, why: &str) {
+  fn lose(&self, why: &str) -> Option<crate::lock_dir::Notice> {
     let _ = self.lost_why.set(why.to_owned());
     self.lost.store(true, std::sync::atomic::Ordering::Release);
+    None
   }
 }
 
