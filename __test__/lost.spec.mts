@@ -5,7 +5,8 @@
 import { execFileSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import test from 'ava'
-import { lockDir, percentile, start } from './helpers/procs.mjs'
+import { Lock } from 'proclock'
+import { lockDir, percentile, sleep, start } from './helpers/procs.mjs'
 
 const ROUNDS = Number(process.env.PROCLOCK_LOST_ROUNDS ?? 10)
 const BOUND_MS = 1000 // the documented bound is "within milliseconds"; this is generous for CI
@@ -78,6 +79,27 @@ for (const backend of ['shm', 'file'] as const) {
       t.log(`${backend}: ${how} to lost signal: ${ms.toFixed(2)} ms`)
     })
   }
+}
+
+for (const backend of ['shm', 'file'] as const) {
+  test.serial(`${backend}: a process that used a deleted directory opens it afresh: its new lock excludes new processes, with larger tokens`, async (t) => {
+    const dir = lockDir()
+    const first = new Lock('again', { dir, backend })
+    t.true(first.tryAcquire())
+    const old = first.token!
+    first.release()
+    execFileSync('rm', ['-rf', dir])
+    await sleep(100) // later, as a long-running process would
+    const again = new Lock('again', { dir, backend }) // before the fix, file: ENOENT for ever
+    t.true(again.tryAcquire())
+    t.true(again.token! > old, `token ${again.token} > ${old} after the directory was re-created`)
+    // Before the fix, shm: `again` held in the deleted table while a new process took the name.
+    const other = start('lost', { dir, name: 'again', role: 'try', backend })
+    t.false((await other.next('tried')).got, 'a process that starts now is excluded')
+    await other.exited
+    again.close()
+    first.close()
+  })
 }
 
 test.serial('RwLock: rm -rf of the lock directory under a writer and a waiting writer', async (t) => {
