@@ -306,7 +306,7 @@ test('release --force: refuses without --force; with it, the lock is free and th
 test('hold: holds with a message for the time given, or until interrupted; --nonblock conflicts', async (t) => {
   const dir = lockDir()
   const timed = startCli(['hold', 'h', '--dir', dir, '--for', '1', '--message', 'maintenance'])
-  t.regex(await timed.line(), /^holding "h" \(pid \d+, token 1\) for 1 s$/)
+  t.regex(await timed.line(), /^holding "h" \(pid \d+, token \d+\) for 1 s$/)
   const s = inspect('h', { dir })
   t.is(s.owner?.pid, timed.proc.pid)
   t.is(s.owner?.description, 'maintenance')

@@ -54,6 +54,8 @@ async function round(t: import('ava').ExecutionContext, backend: 'shm' | 'file',
   const fresh = await holder.next('fresh')
   t.true(fresh.got, 'a new Lock in the surviving process takes the name in the re-created directory')
   if (kind === 'lock') t.true((fresh.token as bigint) > (held.token as bigint), `token ${fresh.token} > ${held.token}`)
+  // proclock:lost was published once, for the hold that was lost.
+  t.deepEqual(fresh.published, [{ name, token: held.token, isLock: true }])
   // ...and excludes a process that starts now.
   const other = start('lost', { dir, name, role: 'try', backend, kind })
   t.false((await other.next('tried')).got, 'a fresh process is excluded by the new hold')
