@@ -60,6 +60,10 @@ mod imp {
 
   struct Watcher {
     fd: OwnedFd,
+    /// The process that made it. A child made by `fork` (without exec) shares the inotify
+    /// instance with its parent but not the parent's thread, so its events would be read by
+    /// the parent: such a child watches nothing and relies on the slow-path checks.
+    pid: u32,
     /// Watch descriptor -> the directories it covers (one inode may be opened under two
     /// spellings; the kernel gives both the same watch).
     dirs: Mutex<HashMap<i32, Vec<Weak<LockDir>>>>,
@@ -91,6 +95,7 @@ mod imp {
           .ok()?;
         Some(Watcher {
           fd,
+          pid: crate::process_info::current_pid(),
           dirs: Mutex::new(HashMap::new()),
         })
       })
@@ -98,7 +103,7 @@ mod imp {
   }
 
   pub fn watch(dir: &Arc<LockDir>) {
-    let Some(w) = watcher() else { return };
+    let Some(w) = watcher().filter(|w| w.pid == crate::process_info::current_pid()) else { return };
     let Ok(path) = CString::new(dir.path().as_os_str().as_bytes()) else { return };
     {
       let mut dirs = w.dirs.lock().unwrap_or_else(|p| p.into_inner());
