@@ -47,7 +47,7 @@ async function round(t: import('ava').ExecutionContext, backend: 'shm' | 'file',
   t.is(lost.close, null, 'close() works')
   t.is(lost.closeAgain, null, 'close() is idempotent')
   const ended = await waiter.next('ended', 10_000)
-  t.is(ended.code, 'ELOCKLOST', "a third process's pending acquire on the old directory rejects ELOCKLOST")
+  t.is(ended.code, 'ELOCKLOST', `a third process's pending acquire on the old directory rejects ELOCKLOST (${String(ended.message)})`)
   t.true(ended.lostError)
   // The survivor's new handle works in the re-created directory, with larger tokens...
   holder.send({ type: 'reopen' })

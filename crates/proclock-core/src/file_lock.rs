@@ -301,12 +301,20 @@ impl RawLock for FileLock {
     // Before queueing behind a holder: a wait in a lost directory would wait on files nobody
     // new will ever use (the watch may not have reported it yet, or there may be no watch).
     self.check_not_lost()?;
-    let request = self.request()?;
+    // Opening the request's description fails if the file was deleted since that check: that
+    // is a loss, not an I/O error.
+    let request = self.request().map_err(|e| self.check_not_lost().err().unwrap_or(e))?;
     let mut st = guard(&request.state);
     loop {
       if let Some(outcome) = st.outcome.take() {
         drop(st);
         let file = outcome.map_err(|e| self.io_error("waiting for the lock on", e))?;
+        // Won after waiting: the loss may have come meanwhile (see `ShmLock::lock`). Not yet
+        // recorded, so letting go leaves the record as the previous holder left it.
+        if let Err(e) = self.check_not_lost() {
+          let _ = os::unlock(&file);
+          return Err(e);
+        }
         return self.granted(Holding::Own(file), description).map(Ok);
       }
       let stop = if cancelled() {
@@ -340,6 +348,10 @@ impl RawLock for FileLock {
     }
     self.check_not_lost()?;
     os::lock(&self.lock_file.file, self.mode).map_err(|e| self.io_error("waiting for the lock on", e))?;
+    if let Err(e) = self.check_not_lost() {
+      let _ = os::unlock(&self.lock_file.file);
+      return Err(e);
+    }
     self.granted(Holding::Main, description).map(Ok)
   }
 

@@ -260,6 +260,20 @@ impl LockDir {
     imp::names(self, entry, file)
   }
 
+  /// The identity (device, inode) of the file `entry` names now, if it can be told.
+  pub fn entry_id(&self, entry: &str) -> Option<(u64, u64)> {
+    imp::entry_id(self, entry).ok().flatten()
+  }
+
+  /// Whether `entry` still names the file whose identity was `id`: as [`LockDir::names`],
+  /// "cannot tell" answers yes.
+  pub fn names_id(&self, entry: &str, id: (u64, u64)) -> bool {
+    match imp::entry_id(self, entry) {
+      Ok(now) => now == Some(id),
+      Err(_) => true,
+    }
+  }
+
   /// Open an existing file in the directory, verified. `Ok(None)` if there is no such file.
   pub fn open_existing(&self, name: &str) -> Result<Option<File>> {
     match imp::open_in(self, name, false) {
@@ -450,6 +464,20 @@ mod imp {
     })
   }
 
+  /// `Ok(None)`: no such entry; `Err`: cannot tell.
+  pub fn entry_id(dir: &LockDir, entry: &str) -> io::Result<Option<(u64, u64)>> {
+    let c = cstr(entry.as_bytes())?;
+    // SAFETY: a zeroed stat buffer is a valid out-parameter.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: valid descriptor, C string and out-pointer.
+    if unsafe { libc::fstatat(dir.fd.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+      let e = io::Error::last_os_error();
+      return if e.raw_os_error() == Some(libc::ENOENT) { Ok(None) } else { Err(e) };
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(Some((st.st_dev as u64, st.st_ino as u64)))
+  }
+
   pub fn names(dir: &LockDir, entry: &str, file: &File) -> bool {
     let Ok(c) = cstr(entry.as_bytes()) else { return true };
     // SAFETY: zeroed stat buffers are valid out-parameters.
@@ -577,6 +605,10 @@ mod imp {
 
   pub fn names(_dir: &LockDir, _entry: &str, _file: &File) -> bool {
     true
+  }
+
+  pub fn entry_id(_dir: &LockDir, _entry: &str) -> io::Result<Option<(u64, u64)>> {
+    Err(io::ErrorKind::Unsupported.into())
   }
 
   fn options(create: bool, create_new: bool) -> fs::OpenOptions {

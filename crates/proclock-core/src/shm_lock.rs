@@ -256,6 +256,9 @@ pub struct ShmLock {
   uuid: [u8; 16],
   pid: u32,
   identity: u64,
+  /// The segment file our slot lives in, and its identity when we opened the handle, for the
+  /// slow-path loss check (a segment deleted, or renamed away or over, splits our lock).
+  segment: (String, Option<(u64, u64)>),
   alive_holder: std::sync::atomic::AtomicU64,
   alive_until: std::sync::atomic::AtomicU64,
 }
@@ -276,6 +279,8 @@ impl ShmLock {
     let name = LockName::new(name)?;
     let space = ShmSpace::get(dir)?;
     let slot_ref = space.table.claim(&space.dir, &name)?;
+    let segment_name = crate::slot_table::segment_file(slot_ref.location().0);
+    let segment_id = space.dir.entry_id(&segment_name);
     let counter = slot_ref.slot().cell.token.load(crate::sync::Ordering::Relaxed);
     if counter > TOKEN_LIMIT {
       return Err(crate::error::corrupt(format!(
@@ -289,6 +294,7 @@ impl ShmLock {
     Ok(ShmLock {
       slot: slot_ref.slot_ptr(),
       _slot_ref: slot_ref,
+      segment: (segment_name, segment_id),
       space,
       me,
       uuid: *uuid::Uuid::new_v4().as_bytes(),
@@ -336,7 +342,14 @@ impl ShmLock {
     if self.space.is_lost() {
       return Err(self.space.lost_error());
     }
-    self.space.dir.check()
+    self.space.dir.check()?;
+    if let (name, Some(id)) = &self.segment {
+      if !self.space.dir.names_id(name, *id) {
+        self.space.dir.lose_entry(name, false);
+        return Err(self.space.lost_error());
+      }
+    }
+    Ok(())
   }
 
   /// The handle id (for tests and diagnostics).
@@ -373,7 +386,20 @@ impl RawLock for ShmLock {
     // Before sleeping behind a holder: a wait in a lost directory would wait on a table
     // nobody new will ever use (the watch may not have reported it yet, or there is none).
     self.check_not_lost()?;
-    Ok(lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled).map(|a| self.granted(a, description)))
+    match lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled) {
+      Ok(a) => {
+        // Won after waiting: the loss may have come while we slept, and a holder that was
+        // told of it (and then closed) may be whom we got the lock from, while our own notice
+        // is still on the way. Look before handing the hold out; a hold nobody gets goes back
+        // as it was found.
+        if let Err(e) = self.check_not_lost() {
+          let _ = if a.owner_died { self.abandon() } else { self.unlock() };
+          return Err(e);
+        }
+        Ok(Ok(self.granted(a, description)))
+      }
+      Err(stop) => Ok(Err(stop)),
+    }
   }
 
   fn unlock(&self) -> Result<()> {
