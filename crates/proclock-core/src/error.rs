@@ -114,6 +114,7 @@ pub(crate) fn permission(message: impl Into<String>) -> Error {
 }
 
 /// The error of a lost handle: `why` says what was deleted or moved.
+#[cfg_attr(loom, allow(dead_code))]
 pub fn lost(why: &str) -> Error {
   let why = if why.is_empty() { "the lock directory was deleted or moved while in use" } else { why };
   Error::new(
