@@ -185,6 +185,7 @@ export class Lock implements Disposable, AsyncDisposable {
     this.#tryDescribed = fast.tryAcquireDescribed
     this.#tryUncontended = fast.tryUncontended
     this.#release = fast.release
+    if (diagnostics.lostObserved()) (this.#loss = new LossSignals(this, this.#native)).watch()
   }
 
   /** This handle's owner UUID (what other processes see as `owner().uuid`). */

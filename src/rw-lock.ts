@@ -3,6 +3,7 @@
 // mode at a time per handle, shared and exclusive kernel locks) are the core's.
 
 import { NativeRwLock } from './binding.cjs'
+import * as diagnostics from './diagnostics'
 import { abortError, invalidArgValue, LockTimeoutError } from './errors'
 import { LossSignals, native, type OwnerInfo, settle } from './lock'
 import { type AcquireOptions, checkAcquireOptions, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
@@ -34,6 +35,7 @@ export class RwLock implements Disposable, AsyncDisposable {
     }
     if (o.reentrant) throw invalidArgValue('options.reentrant', 'is not supported by RwLock (a handle holds one mode at a time)')
     this.#native = native(() => new NativeRwLock(this.name, o.dir, o.description))
+    if (diagnostics.lostObserved()) (this.#loss = new LossSignals(this, this.#native)).watch()
   }
 
   /** This handle's owner UUID (what other processes see as `owner().uuid` while it writes). */
