@@ -49,6 +49,12 @@ test('--version, --help, help for each command, and usage errors exit 2 with a h
 
 test('run: the command runs holding the lock, its exit code passes through, and the lock is released after', async (t) => {
   const dir = lockDir()
+  // Tokens start time-based: the one before proclock's holds.
+  const first = new Lock('job', { dir })
+  t.true(first.tryAcquire())
+  const base = first.token!
+  first.release()
+  first.close()
   // The command checks from inside that the lock is held by its parent (proclock) and says
   // what it saw; it exits 7 only if so.
   const check = `
@@ -70,7 +76,7 @@ test('run: the command runs holding the lock, its exit code passes through, and 
   const lock = new Lock('job', { dir })
   t.true(lock.tryAcquire())
   t.false(lock.ownerDied, 'proclock released the lock rather than dying with it')
-  t.is(lock.token, 3n, 'two holds by proclock, then ours')
+  t.is(lock.token, base + 3n, 'two holds by proclock, then ours')
   lock.close()
 })
 
@@ -306,7 +312,7 @@ test('release --force: refuses without --force; with it, the lock is free and th
 test('hold: holds with a message for the time given, or until interrupted; --nonblock conflicts', async (t) => {
   const dir = lockDir()
   const timed = startCli(['hold', 'h', '--dir', dir, '--for', '1', '--message', 'maintenance'])
-  t.regex(await timed.line(), /^holding "h" \(pid \d+, token 1\) for 1 s$/)
+  t.regex(await timed.line(), /^holding "h" \(pid \d+, token \d+\) for 1 s$/)
   const s = inspect('h', { dir })
   t.is(s.owner?.pid, timed.proc.pid)
   t.is(s.owner?.description, 'maintenance')

@@ -46,7 +46,10 @@ test.serial('acquired and released, from every way of taking a lock, with the do
     await waiting
     other.close()
   })
-  const shapes = events.map(([n, m]) => [n, m.name, m.token, m.ownerDied])
+  // Tokens count from a time-based start (so that they keep growing across a re-created lock
+  // directory): shown here relative to the one before the first.
+  const base = (events[0][1].token as bigint) - 1n
+  const shapes = events.map(([n, m]) => [n, m.name, (m.token as bigint) - base, m.ownerDied])
   t.deepEqual(shapes, [
     ['acquired', 'ch', 1n, false], // the nested tryAcquire of the reentrant lock is not a new hold
     ['released', 'ch', 1n, undefined], // ...and only its last release releases
@@ -144,14 +147,16 @@ test.serial('NODE_DEBUG=proclock logs through util.debuglog; nothing without it'
   const pid = logged.pid
   const lines = logged.stderr.trim().split('\n')
   t.deepEqual(
-    lines.map((l) => l.replace(/waited=[\d.]+ms/, 'waited=Nms')),
+    lines.map((l) => l.replace(/waited=[\d.]+ms/, 'waited=Nms').replace(/token=\d+/, 'token=T')),
     [
-      `PROCLOCK ${pid}: acquired "logged" token=1 ownerDied=false waited=Nms`,
+      `PROCLOCK ${pid}: acquired "logged" token=T ownerDied=false waited=Nms`,
       `PROCLOCK ${pid}: waiting for "logged" (timeout 10 ms)`,
       `PROCLOCK ${pid}: timeout: "logged" not acquired within 10 ms`,
-      `PROCLOCK ${pid}: released "logged" token=1`,
+      `PROCLOCK ${pid}: released "logged" token=T`,
     ],
   )
+  const [acquiredToken, releasedToken] = [lines[0], lines[3]].map((l) => l.match(/token=(\d+)/)?.[1])
+  t.is(acquiredToken, releasedToken)
   const silent = spawnSync(process.execPath, ['-e', script(lockDir())], { env: { ...process.env, NODE_DEBUG: '' }, encoding: 'utf8' })
   t.is(silent.status, 0)
   t.is(silent.stderr, '')

@@ -15,6 +15,15 @@ export declare class NativeLock {
   get uuid(): string
   get held(): boolean
   get ownerDied(): boolean
+  /** The token of the hold that was lost (`lock.lost`), or null: not lost, or not holding when lost. */
+  lostToken(): bigint | null
+  /** The message of the handle's `ELOCKLOST` error, or null if it was not lost. */
+  lostMessage(): string | null
+  /**
+   * Call `callback` once, on the JS thread, when this handle is lost. Created only when the
+   * user first asks (`lock.lost`), so nothing of it is on the hot path.
+   */
+  watchLost(callback: () => void): void
   /**
    * `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }`: the hot path as plain
    * Node-API functions bound to this handle (see `fast_path.rs`).
@@ -43,6 +52,17 @@ export declare class NativeRwLock {
   /** 0: holds nothing; 1: holds the read lock; 2: holds the write lock. */
   get held(): number
   get uuid(): string
+  /** The token of the current hold (0 for a read hold: readers have no token), or null. */
+  token(): bigint | null
+  /** The token of the hold that was lost (0 for a read hold), or null. */
+  lostToken(): bigint | null
+  /** The message of the handle's `ELOCKLOST` error, or null if it was not lost. */
+  lostMessage(): string | null
+  /**
+   * Call `callback` once, on the JS thread, when this handle is lost (both halves are lost
+   * together; the write half, which every loss of the file reaches, carries the callback).
+   */
+  watchLost(callback: () => void): void
   tryAcquire(shared: boolean, description?: string | undefined | null): boolean
   acquireSync(shared: boolean, timeoutMs: number, description?: string | undefined | null): number
   acquireAsync(shared: boolean, timeoutMs: number, description?: string | undefined | null): Promise<number | NativeFailure>

@@ -7,6 +7,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import { debuglog } from 'node:util'
 
 import type { Lock } from './lock'
+import type { RwLock } from './rw-lock'
 
 /** `proclock:acquired`: a Lock took the lock (by tryAcquire, acquire, acquireSync, hold, run...). */
 export interface AcquiredMessage {
@@ -43,18 +44,30 @@ export interface TimeoutMessage {
   timeout: number
 }
 
+/**
+ * `proclock:lost`: a hold is no longer exclusive because its lock directory (or the lock's file)
+ * was deleted or moved while in use (the hold's `lost` signal fires with it).
+ */
+export interface LostMessage {
+  lock: Lock | RwLock
+  name: string
+  /** Token of the hold that was lost (0n for an RwLock read hold). */
+  token: bigint
+}
+
 export const channels = {
   acquired: diagnosticsChannel.channel('proclock:acquired'),
   released: diagnosticsChannel.channel('proclock:released'),
   ownerDied: diagnosticsChannel.channel('proclock:owner-died'),
   timeout: diagnosticsChannel.channel('proclock:timeout'),
+  lost: diagnosticsChannel.channel('proclock:lost'),
 } as const
 
 /** `NODE_DEBUG=proclock` (read once, at load, as Node itself does). */
 export const debug = debuglog('proclock')
 const debugging = debug.enabled
 
-const { acquired: acquiredCh, released: releasedCh, ownerDied: ownerDiedCh, timeout: timeoutCh } = channels
+const { acquired: acquiredCh, released: releasedCh, ownerDied: ownerDiedCh, timeout: timeoutCh, lost: lostCh } = channels
 
 /** Someone wants acquisition and release events (the check on the hot path). */
 export function observed(): boolean {
@@ -64,6 +77,17 @@ export function observed(): boolean {
 /** Someone wants timeout events. */
 export function timeoutObserved(): boolean {
   return debugging || timeoutCh.hasSubscribers
+}
+
+/**
+ * Someone wants loss events. Checked when a Lock is created, and where `observed()` was already
+ * true, never on the quiet hot path (a fifth getter in `observed()` measurably cost the
+ * uncontended pair): a Lock then asks its native handle for a loss notice. So `proclock:lost`
+ * reports the holds of Locks created while someone listened (or acquired while another channel
+ * was listened to), and of any hold whose `lost` signal was read.
+ */
+export function lostObserved(): boolean {
+  return debugging || lostCh.hasSubscribers
 }
 
 /** Wait-start logging (debuglog only). */
@@ -95,4 +119,9 @@ export function released(lock: Lock, token: bigint): void {
 export function timedOut(lock: Lock, timeout: number): void {
   if (debugging) debug('timeout: %j not acquired within %s ms', lock.name, timeout)
   if (timeoutCh.hasSubscribers) timeoutCh.publish({ lock, name: lock.name, timeout } satisfies TimeoutMessage)
+}
+
+export function lost(lock: Lock | RwLock, token: bigint): void {
+  if (debugging) debug('lost: %j token=%s is no longer exclusive (its lock directory or lock file was deleted or moved)', lock.name, String(token))
+  if (lostCh.hasSubscribers) lostCh.publish({ lock, name: lock.name, token } satisfies LostMessage)
 }

@@ -58,6 +58,18 @@ export class LockPermissionError extends ProcLockError {
   }
 }
 
+/**
+ * The lock directory (or the lock's file in it) was deleted or moved while this handle used it:
+ * a hold it had may no longer be exclusive, since new processes take the same name in a new
+ * directory. The handle cannot be used again (only `close()` works); open a new `Lock`.
+ */
+export class LockLostError extends ProcLockError {
+  declare readonly code: 'ELOCKLOST'
+  constructor(message = 'the lock directory was deleted or moved while in use: open a new Lock') {
+    super(message, 'ELOCKLOST')
+  }
+}
+
 /** `singleInstance(..., { onConflict: 'throw' })` found another instance. */
 export class AlreadyRunningError extends ProcLockError {
   declare readonly code: 'EALREADYRUNNING'
@@ -119,6 +131,7 @@ const byCode: Record<string, new (message: string) => ProcLockError> = {
   ELOCKCLOSED: LockClosedError,
   ELOCKCORRUPT: LockCorruptError,
   ELOCKPERM: LockPermissionError,
+  ELOCKLOST: LockLostError,
 }
 
 /** Turn an error from the native binding (`{ code, message }`) into the matching class. */

@@ -4,7 +4,8 @@
 
 import { NativeLock, type NativeFailure } from './binding.cjs'
 import * as diagnostics from './diagnostics'
-import { abortError, fromNative, LockClosedError, LockNotHeldError, LockTimeoutError } from './errors'
+import { abortError, fromNative, LockClosedError, LockLostError, LockNotHeldError, LockTimeoutError } from './errors'
+import type { RwLock } from './rw-lock'
 import {
   type AcquireOptions,
   type Backend,
@@ -35,7 +36,82 @@ export interface OwnerInfo {
 export interface Hold extends Disposable, AsyncDisposable {
   readonly token: bigint
   readonly ownerDied: boolean
+  /**
+   * Aborted (with a LockLostError as its reason) if this hold stops being exclusive because the
+   * lock directory or the lock's file was deleted or moved; null once the hold has ended.
+   */
+  readonly lost: AbortSignal | null
   release(): void
+}
+
+/** What the loss signals need of a native handle (Lock's and RwLock's). */
+interface LossSource {
+  lostToken(): bigint | null
+  lostMessage(): string | null
+  watchLost(callback: () => void): void
+}
+
+/**
+ * The `lost` signals of one handle's holds: an AbortController per hold, made only when the user
+ * first reads `lost` during that hold (or when someone listens on `proclock:lost`), and aborted
+ * with a LockLostError when the native handle reports the loss. Nothing of it runs on the hot path.
+ * The native notice holds the handle object only weakly, so watching never keeps a Lock alive.
+ */
+export class LossSignals {
+  readonly #native: LossSource
+  readonly #owner: WeakRef<Lock | RwLock>
+  #hold: { token: bigint; controller: AbortController } | null = null
+  #watching = false
+
+  constructor(owner: Lock | RwLock, source: LossSource) {
+    this.#owner = new WeakRef(owner)
+    this.#native = source
+  }
+
+  /** The signal of the current hold (`token`), or of the hold that was lost; null if neither. */
+  signal(current: bigint | null): AbortSignal | null {
+    const lostToken = native(() => this.#native.lostToken())
+    const token = lostToken ?? current
+    if (token === null) return null
+    if (this.#hold?.token !== token) this.#hold = { token, controller: new AbortController() }
+    const { signal } = this.#hold.controller
+    if (lostToken !== null) this.#abort(lostToken)
+    else this.watch()
+    return signal
+  }
+
+  /** The hold with `token` is the one that was lost. */
+  lostHold(token: bigint): boolean {
+    return native(() => this.#native.lostToken()) === token
+  }
+
+  /** Ask the native handle for a notice when it is lost (once). */
+  watch(): void {
+    if (this.#watching) return
+    this.#watching = true
+    const self = new WeakRef(this)
+    native(() =>
+      this.#native.watchLost(() => {
+        const me = self.deref()
+        if (me !== undefined) me.#onLost()
+      }),
+    )
+  }
+
+  #onLost(): void {
+    const token = native(() => this.#native.lostToken())
+    // Lost while idle: no hold to tell; the handle's next call throws LockLostError.
+    if (token === null) return
+    this.#abort(token)
+    const owner = this.#owner.deref()
+    if (owner !== undefined) diagnostics.lost(owner, token)
+  }
+
+  #abort(token: bigint): void {
+    const hold = this.#hold
+    if (hold === null || hold.token !== token || hold.controller.signal.aborted) return
+    hold.controller.abort(new LockLostError(native(() => this.#native.lostMessage()) ?? undefined))
+  }
 }
 
 /**
@@ -80,6 +156,9 @@ export function native<T>(call: () => T): T {
   }
 }
 
+// The loss signals of a Lock, for its Holds (set in Lock's static block).
+let lossOf: (lock: Lock) => LossSignals | null
+
 /**
  * A handle on the lock `name`: every process or thread that opens the same name (in the same lock
  * directory) gets the same lock. A hold does not end when its Lock object is garbage-collected:
@@ -94,6 +173,7 @@ export class Lock implements Disposable, AsyncDisposable {
   readonly #tryDescribed: (description: string) => boolean
   readonly #tryUncontended: (description?: string) => boolean
   readonly #release: () => void
+  #loss: LossSignals | null = null
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)
@@ -105,6 +185,7 @@ export class Lock implements Disposable, AsyncDisposable {
     this.#tryDescribed = fast.tryAcquireDescribed
     this.#tryUncontended = fast.tryUncontended
     this.#release = fast.release
+    if (diagnostics.lostObserved()) (this.#loss = new LossSignals(this, this.#native)).watch()
   }
 
   /** This handle's owner UUID (what other processes see as `owner().uuid`). */
@@ -125,6 +206,17 @@ export class Lock implements Disposable, AsyncDisposable {
   /** The current hold was taken over from a holder that died holding the lock. */
   get ownerDied(): boolean {
     return this.#native.ownerDied
+  }
+
+  /**
+   * An AbortSignal for the current hold (null when not holding), aborted with a LockLostError as
+   * its `reason` if the hold stops being exclusive: the lock directory (or this lock's file in it)
+   * was deleted or moved while in use, so new processes take the same name elsewhere. After that
+   * `held` is false, `release()` and every acquisition throw LockLostError, and only `close()`
+   * works. Read after the loss, it is the (aborted) signal of the hold that was lost.
+   */
+  get lost(): AbortSignal | null {
+    return (this.#loss ??= new LossSignals(this, this.#native)).signal(this.#native.token())
   }
 
   /** Take the lock if it is free (or its holder is dead); never waits. */
@@ -260,7 +352,12 @@ export class Lock implements Disposable, AsyncDisposable {
 
   // Diagnostics (diagnostics.ts): only ever called when someone listens.
   #announce(waitedMs: number): void {
+    if (diagnostics.lostObserved()) (this.#loss ??= new LossSignals(this, this.#native)).watch()
     diagnostics.acquired(this, this.#native.token() ?? 0n, this.#native.ownerDied, waitedMs)
+  }
+
+  static {
+    lossOf = (lock) => lock.#loss
   }
 
   #releaseObserved(): void {
@@ -284,6 +381,14 @@ class LockHold implements Hold {
     this.#lock = lock
     this.token = lock.token ?? 0n
     this.ownerDied = lock.ownerDied
+  }
+
+  get lost(): AbortSignal | null {
+    const lock = this.#lock
+    if (lock === null) return null
+    const signal = lock.lost
+    // The lock's current (or lost) hold must be this one, not a later acquisition of the lock.
+    return signal !== null && (lock.token === this.token || lossOf(lock)?.lostHold(this.token)) ? signal : null
   }
 
   release(): void {

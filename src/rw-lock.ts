@@ -3,8 +3,9 @@
 // mode at a time per handle, shared and exclusive kernel locks) are the core's.
 
 import { NativeRwLock } from './binding.cjs'
+import * as diagnostics from './diagnostics'
 import { abortError, invalidArgValue, LockTimeoutError } from './errors'
-import { native, type OwnerInfo, settle } from './lock'
+import { LossSignals, native, type OwnerInfo, settle } from './lock'
 import { type AcquireOptions, checkAcquireOptions, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
 
 /** What an RwLock handle holds now. */
@@ -21,6 +22,7 @@ export class RwLock implements Disposable, AsyncDisposable {
   readonly name: string
   readonly backend = 'file' as const
   readonly #native: NativeRwLock
+  #loss: LossSignals | null = null
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)
@@ -33,6 +35,7 @@ export class RwLock implements Disposable, AsyncDisposable {
     }
     if (o.reentrant) throw invalidArgValue('options.reentrant', 'is not supported by RwLock (a handle holds one mode at a time)')
     this.#native = native(() => new NativeRwLock(this.name, o.dir, o.description))
+    if (diagnostics.lostObserved()) (this.#loss = new LossSignals(this, this.#native)).watch()
   }
 
   /** This handle's owner UUID (what other processes see as `owner().uuid` while it writes). */
@@ -44,6 +47,15 @@ export class RwLock implements Disposable, AsyncDisposable {
   get held(): RwHeld {
     const h = this.#native.held
     return h === 1 ? 'read' : h === 2 ? 'write' : null
+  }
+
+  /**
+   * An AbortSignal for the current read or write hold (null when holding neither), aborted with a
+   * LockLostError as its `reason` if the hold stops being exclusive (the lock directory or this
+   * lock's file was deleted or moved while in use); see `Lock.lost`.
+   */
+  get lost(): AbortSignal | null {
+    return (this.#loss ??= new LossSignals(this, this.#native)).signal(this.#native.token())
   }
 
   /** Take a read lock if no writer holds it; never waits. */

@@ -176,7 +176,7 @@ impl NativeLock {
   ) -> napi::Result<Self, Code> {
     let backend = Backend::parse(&backend).map_err(js_err)?;
     let raw = AnyLock::open(backend, &name, dir.as_deref().map(Path::new)).map_err(js_err)?;
-    let handle = Arc::new(Handle::new(raw, reentrant, description.unwrap_or_default()).map_err(js_err)?);
+    let handle = Handle::shared(raw, reentrant, description.unwrap_or_default()).map_err(js_err)?;
     let id = next_id();
     register(&env, id, &handle).map_err(napi_failure)?;
     Ok(NativeLock { handle, id })
@@ -195,6 +195,27 @@ impl NativeLock {
   #[napi(getter)]
   pub fn owner_died(&self) -> bool {
     self.handle.owner_died()
+  }
+
+  /// The token of the hold that was lost (`lock.lost`), or null: not lost, or not holding when lost.
+  #[napi]
+  pub fn lost_token(&self) -> Option<BigInt> {
+    self.handle.lost_token().map(BigInt::from)
+  }
+
+  /// The message of the handle's `ELOCKLOST` error, or null if it was not lost.
+  #[napi]
+  pub fn lost_message(&self) -> Option<String> {
+    self.handle.lost_message()
+  }
+
+  /// Call `callback` once, on the JS thread, when this handle is lost. Created only when the
+  /// user first asks (`lock.lost`), so nothing of it is on the hot path.
+  #[napi]
+  pub fn watch_lost(&self, callback: Function<(), ()>) -> napi::Result<(), Code> {
+    let notify = lost_notifier(callback)?;
+    self.handle.on_lost(notify);
+    Ok(())
   }
 
   /// `{ tryAcquire, tryAcquireDescribed, tryUncontended, release }`: the hot path as plain
@@ -260,6 +281,20 @@ impl Drop for NativeLock {
   fn drop(&mut self) {
     unregister(self.id, &self.handle);
   }
+}
+
+/// A callback for `Handle::on_lost` that calls `callback` on the JS thread. The threadsafe
+/// function is weak (unref'd): waiting for a loss never keeps the process alive.
+fn lost_notifier(callback: Function<(), ()>) -> napi::Result<proclock_core::handle::OnLost, Code> {
+  let tsfn = callback
+    .build_threadsafe_function::<()>()
+    .weak::<true>()
+    .callee_handled::<false>()
+    .build_callback(|_| Ok(()))
+    .map_err(napi_failure)?;
+  Ok(Box::new(move || {
+    tsfn.call((), napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking);
+  }))
 }
 
 /// Start a wait on a proclock waiter thread; the promise resolves with 1 or 2 (see
@@ -329,6 +364,34 @@ impl NativeRwLock {
   #[napi(getter)]
   pub fn uuid(&self) -> String {
     self.rw.halves()[1].uuid()
+  }
+
+  /// The token of the current hold (0 for a read hold: readers have no token), or null.
+  #[napi]
+  pub fn token(&self) -> Option<BigInt> {
+    let [read, write] = self.rw.halves();
+    write.token().or_else(|| read.token()).map(BigInt::from)
+  }
+
+  /// The token of the hold that was lost (0 for a read hold), or null.
+  #[napi]
+  pub fn lost_token(&self) -> Option<BigInt> {
+    self.rw.lost_token().map(BigInt::from)
+  }
+
+  /// The message of the handle's `ELOCKLOST` error, or null if it was not lost.
+  #[napi]
+  pub fn lost_message(&self) -> Option<String> {
+    self.rw.lost_message()
+  }
+
+  /// Call `callback` once, on the JS thread, when this handle is lost (both halves are lost
+  /// together; the write half, which every loss of the file reaches, carries the callback).
+  #[napi]
+  pub fn watch_lost(&self, callback: Function<(), ()>) -> napi::Result<(), Code> {
+    let notify = lost_notifier(callback)?;
+    self.rw.halves()[1].on_lost(notify);
+    Ok(())
   }
 
   #[napi]

@@ -101,4 +101,13 @@ impl RawLock for AnyLock {
   fn force_release(&self) -> Result<bool> {
     dispatch!(self, l => l.force_release())
   }
+  fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
+    dispatch!(self, l => l.lock_dir())
+  }
+  fn splits_with(&self, entry: &str, replaced: bool) -> bool {
+    dispatch!(self, l => l.splits_with(entry, replaced))
+  }
+  fn files_gone(&self) -> Option<String> {
+    dispatch!(self, l => l.files_gone())
+  }
 }

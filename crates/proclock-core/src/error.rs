@@ -24,6 +24,9 @@ pub enum ErrorKind {
   InvalidName,
   /// An argument out of its documented range.
   InvalidArgument,
+  /// The lock directory (or the lock's file in it) was deleted or moved while this handle used
+  /// it: a hold of this handle may no longer be exclusive, and the handle cannot be used again.
+  Lost,
   /// Any other operating-system failure.
   Io,
 }
@@ -41,6 +44,7 @@ impl ErrorKind {
       ErrorKind::Permission => "ELOCKPERM",
       ErrorKind::InvalidName => "ERR_INVALID_ARG_VALUE",
       ErrorKind::InvalidArgument => "ERR_INVALID_ARG_VALUE",
+      ErrorKind::Lost => "ELOCKLOST",
       ErrorKind::Io => "ELOCKIO",
     }
   }
@@ -107,4 +111,17 @@ pub(crate) fn corrupt(message: impl Into<String>) -> Error {
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn permission(message: impl Into<String>) -> Error {
   Error::new(ErrorKind::Permission, message)
+}
+
+/// The error of a lost handle: `why` says what was deleted or moved.
+#[cfg_attr(loom, allow(dead_code))]
+pub fn lost(why: &str) -> Error {
+  let why = if why.is_empty() { "the lock directory was deleted or moved while in use" } else { why };
+  Error::new(
+    ErrorKind::Lost,
+    format!(
+      "{why}: a hold of this handle may no longer be exclusive (processes that start now use new files under the \
+       same names), and the handle cannot be used again; open a new Lock"
+    ),
+  )
 }

@@ -84,9 +84,19 @@ enum Holding {
 impl FileLock {
   pub fn open(name: &str, dir: Option<&Path>, mode: Mode) -> Result<FileLock> {
     let name = LockName::new(name)?;
-    let dir = LockDir::shared(dir)?;
-    let lock_file = LockFile::open(&dir, &name)?;
-    Ok(FileLock::with(dir, lock_file, mode))
+    let shared = LockDir::shared(dir)?;
+    let (shared, lock_file) = match LockFile::open(&shared, &name) {
+      Ok(lock_file) => (shared, lock_file),
+      // The cached directory may have been deleted or moved, its notice still on the way: if
+      // so, the cache drops it and the path is opened afresh, once.
+      Err(_) if shared.check().is_err() => {
+        let fresh = LockDir::shared(dir)?;
+        let lock_file = LockFile::open(&fresh, &name)?;
+        (fresh, lock_file)
+      }
+      Err(e) => return Err(e),
+    };
+    Ok(FileLock::with(shared, lock_file, mode))
   }
 
   /// Open the lock of `name` if its lock file exists; creates nothing (not even the directory).
@@ -182,7 +192,9 @@ impl FileLock {
 
   /// Start a blocking request on a description of its own, or adopt a parked one.
   fn request(&self) -> Result<Arc<Request>> {
-    let key = (self.lock_file.path.clone(), self.mode);
+    // Keyed by the file's identity too: after the lock file was deleted and re-created, a
+    // request parked on the old file must never be adopted by a wait on the new one.
+    let key = (self.lock_file.path.clone(), file_id(&self.lock_file.file), self.mode);
     let mut parked = guard(parked_requests());
     let adopted = parked.get(&key).and_then(|queued| {
       queued.iter().find(|r| {
@@ -236,7 +248,21 @@ impl FileLock {
   }
 }
 
-type Parked = HashMap<(PathBuf, Mode), Vec<Arc<Request>>>;
+type Parked = HashMap<(PathBuf, u64, Mode), Vec<Arc<Request>>>;
+
+/// The inode of an open file (0 where there is none to ask).
+fn file_id(file: &File) -> u64 {
+  #[cfg(unix)]
+  {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().map_or(0, |m| m.ino())
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = file;
+    0
+  }
+}
 
 /// Every blocking request of this process still in the kernel, by lock file and mode, so that
 /// a wait can adopt one that was given up on (by any handle on the same lock) instead of
@@ -253,6 +279,8 @@ impl RawLock for FileLock {
     // The kernel knows whether the holder is alive: there is nothing to probe.
     match os::try_lock(&self.lock_file.file, self.mode) {
       Ok(true) => self.granted(Holding::Main, description).map(Some),
+      // A failed try is a slow path: where no watch reports losses, look here.
+      Ok(false) if !self.dir.watched() => self.check_not_lost().map(|()| None),
       Ok(false) => Ok(None),
       Err(e) => Err(self.io_error("locking", e)),
     }
@@ -270,12 +298,23 @@ impl RawLock for FileLock {
     if deadline.is_some_and(|d| Instant::now() >= d) {
       return Ok(Err(Stop::TimedOut));
     }
-    let request = self.request()?;
+    // Before queueing behind a holder: a wait in a lost directory would wait on files nobody
+    // new will ever use (the watch may not have reported it yet, or there may be no watch).
+    self.check_not_lost()?;
+    // Opening the request's description fails if the file was deleted since that check: that
+    // is a loss, not an I/O error.
+    let request = self.request().map_err(|e| self.check_not_lost().err().unwrap_or(e))?;
     let mut st = guard(&request.state);
     loop {
       if let Some(outcome) = st.outcome.take() {
         drop(st);
         let file = outcome.map_err(|e| self.io_error("waiting for the lock on", e))?;
+        // Won after waiting: the loss may have come meanwhile (see `ShmLock::lock`). Not yet
+        // recorded, so letting go leaves the record as the previous holder left it.
+        if let Err(e) = self.check_not_lost() {
+          let _ = os::unlock(&file);
+          return Err(e);
+        }
         return self.granted(Holding::Own(file), description).map(Ok);
       }
       let stop = if cancelled() {
@@ -307,7 +346,12 @@ impl RawLock for FileLock {
     if deadline.is_some() {
       return self.lock(description, deadline, &|| false);
     }
+    self.check_not_lost()?;
     os::lock(&self.lock_file.file, self.mode).map_err(|e| self.io_error("waiting for the lock on", e))?;
+    if let Err(e) = self.check_not_lost() {
+      let _ = os::unlock(&self.lock_file.file);
+      return Err(e);
+    }
     self.granted(Holding::Main, description).map(Ok)
   }
 
@@ -387,6 +431,38 @@ impl RawLock for FileLock {
 
   fn uuid(&self) -> [u8; 16] {
     self.uuid
+  }
+
+  fn lock_dir(&self) -> Option<&LockDir> {
+    Some(&self.dir)
+  }
+
+  /// Our lock file's name, deleted or renamed away or over: split if the name no longer leads
+  /// to the file we have open (a new lock file published under it is someone else's lock).
+  fn splits_with(&self, entry: &str, _replaced: bool) -> bool {
+    self.file_name() == entry && !self.dir.names(entry, &self.lock_file.file)
+  }
+
+  fn files_gone(&self) -> Option<String> {
+    let name = self.file_name();
+    (!self.dir.names(name, &self.lock_file.file))
+      .then(|| format!("{} was deleted or moved while in use", self.lock_file.path.display()))
+  }
+}
+
+impl FileLock {
+  fn file_name(&self) -> &str {
+    self.lock_file.path.file_name().and_then(|f| f.to_str()).unwrap_or_default()
+  }
+
+  /// The slow-path loss check: the directory (`LockDir::check`), then our lock file's name.
+  fn check_not_lost(&self) -> Result<()> {
+    self.dir.check()?;
+    if let Some(why) = self.files_gone() {
+      self.dir.lose_entry(self.file_name(), false);
+      return Err(crate::error::lost(&why));
+    }
+    Ok(())
   }
 }
 
@@ -563,7 +639,7 @@ mod tests {
       let soon = Some(Instant::now() + Duration::from_millis(5));
       assert!(matches!(waiter.lock(b"", soon, &|| false).unwrap(), Err(Stop::TimedOut)));
     }
-    let key = (holder.lock_file.path.clone(), Mode::Exclusive);
+    let key = (holder.lock_file.path.clone(), file_id(&holder.lock_file.file), Mode::Exclusive);
     let queued = || guard(parked_requests()).get(&key).map_or(0, Vec::len);
     assert_eq!(queued(), 1, "each wait adopted the request the previous one gave up on");
     holder.unlock().unwrap();

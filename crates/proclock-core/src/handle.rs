@@ -8,6 +8,15 @@
 //! - **Close.** Releases a hold, cancels a pending wait; afterwards everything fails `Closed`.
 //! - **Abandon.** The environment that owns the handle is going away (a worker thread being
 //!   terminated): a hold is released as ABANDONED so its next holder sees `owner_died`.
+//! - **Lost.** The lock directory, or the file the lock lives in, was deleted or moved while
+//!   the handle used it (`lock_dir.rs`, `dir_watch.rs`): `lose()` makes the handle LOST, for
+//!   good. A hold it had may no longer be exclusive (new processes take the same name in a new
+//!   directory), so it is no longer reported as held, `release()` and every acquisition fail
+//!   `Lost`, a pending wait is cancelled and fails `Lost`, and the `on_lost` callback (the
+//!   holder's signal) runs once. The kernel or shared-memory hold itself is NOT given back at
+//!   loss time: processes still on the old files keep being excluded by it until the user
+//!   closes the handle, which gives it back as ABANDONED (the next holder there is told
+//!   `owner_died`: the work done under the hold may have overlapped another holder's).
 //! - **Waiting on a thread of our own.** `acquire_async` runs the wait on a proclock waiter
 //!   thread (`waiter_pool.rs`), never on the caller's thread and never on a shared pool that
 //!   other work needs.
@@ -19,10 +28,19 @@
 //!   IDLE --acquire_async--> WAITING --waiter wins--> HELD
 //!                           WAITING --timeout/cancel--> IDLE
 //!   any --close/abandon--> CLOSED (terminal)
+//!   IDLE/WAITING --lose--> LOST;  HELD --lose--> LOST_HELD;  LOST/LOST_HELD --close--> CLOSED
 //! ```
 //!
 //! Only the waiter thread moves WAITING to HELD or IDLE; close/abandon move anything to CLOSED.
-//! A waiter that wins the lock after its handle was closed gives it straight back.
+//! A waiter that wins the lock after its handle was closed (or lost) gives it straight back.
+//!
+//! `lose()` is the one transition made by a thread other than the owner's and the waiter's
+//! (the directory watch). It CASes the state, but the owner's IDLE->HELD and HELD->IDLE are
+//! plain stores (a CAS there would cost the uncontended acquire and release), which can
+//! overwrite LOST in the instant between the owner's load and its store. So the loss is also a
+//! sticky flag (`lost`, set first), which the owner reads beside the state in `begin` and
+//! `end_hold` (a plain load of the same cache line): an acquisition or release that raced the
+//! loss completes as if it came just before it, and everything after it sees the loss.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Arc;
@@ -37,6 +55,13 @@ const IDLE: u8 = 0;
 const WAITING: u8 = 1;
 const HELD: u8 = 2;
 const CLOSED: u8 = 3;
+/// Lost while idle or waiting.
+const LOST: u8 = 4;
+/// Lost while holding: the raw hold is still ours until close gives it back as ABANDONED.
+const LOST_HELD: u8 = 5;
+
+/// Called once when a handle is lost (the binding wakes the holder's JS signal with it).
+pub type OnLost = Box<dyn FnOnce() + Send>;
 
 pub struct Handle<R: RawLock> {
   raw: R,
@@ -47,6 +72,10 @@ pub struct Handle<R: RawLock> {
   token: AtomicU64,
   owner_died: AtomicBool,
   cancel: AtomicBool,
+  /// Sticky: the handle was lost (see the module comment for why a flag beside the state).
+  lost: AtomicBool,
+  lost_why: std::sync::OnceLock<String>,
+  on_lost: std::sync::Mutex<Option<OnLost>>,
 }
 
 /// Check a description's length (UTF-8 bytes).
@@ -79,7 +108,110 @@ impl<R: RawLock + 'static> Handle<R> {
       token: AtomicU64::new(0),
       owner_died: AtomicBool::new(false),
       cancel: AtomicBool::new(false),
+      lost: AtomicBool::new(false),
+      lost_why: std::sync::OnceLock::new(),
+      on_lost: std::sync::Mutex::new(None),
     })
+  }
+
+  /// [`Handle::new`], shared, and registered with its lock directory so that a loss of the
+  /// directory (or of the lock's file) reaches it. Registering is off the hot path.
+  pub fn shared(raw: R, reentrant: bool, description: String) -> Result<Arc<Handle<R>>> {
+    let handle = Arc::new(Handle::new(raw, reentrant, description)?);
+    handle.join_dir();
+    Ok(handle)
+  }
+
+  /// Register with the lock directory (see [`Handle::shared`]). A loss swept just before we
+  /// joined is caught by `files_gone` (the files we opened are no longer named) or by the
+  /// directory's flag, which `join` checks under the registry's mutex.
+  pub fn join_dir(self: &Arc<Self>) {
+    if let Some(dir) = self.raw.lock_dir() {
+      let member: Arc<dyn crate::lock_dir::Member> = self.clone();
+      dir.join(&member);
+      if let Some(why) = self.raw.files_gone() {
+        self.lose(&why);
+      }
+    }
+  }
+
+  /// The directory this handle's lock lives in, or the lock's file, was deleted or moved: a
+  /// hold may no longer be exclusive. Marks the handle LOST for good; cancels a pending wait
+  /// (which then fails `Lost`); keeps the raw hold (see the module comment); runs `on_lost`.
+  /// Idempotent; callable from any thread; never blocks on the lock.
+  pub fn lose(&self, why: &str) {
+    if let Some(notice) = self.mark_lost(why) {
+      notice();
+    }
+  }
+
+  /// [`Handle::lose`] without running `on_lost`, which is returned instead (for the directory's
+  /// sweep, which marks every handle before telling anyone).
+  fn mark_lost(&self, why: &str) -> Option<OnLost> {
+    let _ = self.lost_why.set(why.to_owned());
+    if self.lost.swap(true, SeqCst) {
+      return None;
+    }
+    let mut s = self.state.load(Acquire);
+    loop {
+      let to = match s {
+        IDLE | WAITING => LOST,
+        HELD => LOST_HELD,
+        _ => break,
+      };
+      match self.state.compare_exchange(s, to, AcqRel, Acquire) {
+        Ok(_) => {
+          if s == WAITING {
+            self.cancel.store(true, Release);
+            self.raw.interrupt();
+          }
+          break;
+        }
+        Err(now) => s = now,
+      }
+    }
+    self.on_lost.lock().unwrap_or_else(|p| p.into_inner()).take()
+  }
+
+  /// Run `callback` once when the handle is lost (at once, on this thread, if it already is).
+  /// Replaces a callback set earlier that has not run.
+  pub fn on_lost(&self, callback: OnLost) {
+    let mut slot = self.on_lost.lock().unwrap_or_else(|p| p.into_inner());
+    if self.lost.load(SeqCst) {
+      drop(slot);
+      callback();
+    } else {
+      *slot = Some(callback);
+    }
+  }
+
+  /// The handle was lost.
+  pub fn is_lost(&self) -> bool {
+    self.lost.load(Acquire)
+  }
+
+  /// The token of the hold that was lost, if the handle was holding when it was lost (and has
+  /// not been closed since).
+  pub fn lost_token(&self) -> Option<u64> {
+    (self.is_lost() && matches!(self.state.load(Acquire), HELD | LOST_HELD)).then(|| self.token.load(Relaxed))
+  }
+
+  /// The message of this handle's `Lost` error, if it was lost.
+  pub fn lost_message(&self) -> Option<String> {
+    self.is_lost().then(|| self.lost_error().message().to_owned())
+  }
+
+  fn lost_error(&self) -> Error {
+    crate::error::lost(self.lost_why.get().map_or("", String::as_str))
+  }
+
+  /// What a wait that ended without a hold reports when the handle was ended under it.
+  fn ended(&self) -> Error {
+    if self.is_lost() {
+      self.lost_error()
+    } else {
+      closed()
+    }
   }
 
   /// The description of a hold: the given one (checked) or the handle's default (checked once,
@@ -97,17 +229,18 @@ impl<R: RawLock + 'static> Handle<R> {
   #[inline]
   fn begin(&self) -> Result<bool> {
     match self.state.load(Acquire) {
-      IDLE => Ok(false),
-      HELD if self.reentrant => {
+      IDLE if !self.lost.load(Relaxed) => Ok(false),
+      HELD if self.reentrant && !self.lost.load(Relaxed) => {
         self.depth.fetch_add(1, Relaxed);
         Ok(true)
       }
-      HELD => Err(Error::new(
+      HELD if !self.lost.load(Relaxed) => Err(Error::new(
         ErrorKind::Reentry,
         "this handle already holds the lock (create it with reentrant: true to nest holds)",
       )),
       WAITING => Err(Error::new(ErrorKind::Reentry, "an acquisition is already pending on this handle")),
-      _ => Err(closed()),
+      CLOSED => Err(closed()),
+      _ => Err(self.lost_error()),
     }
   }
 
@@ -155,6 +288,12 @@ impl<R: RawLock + 'static> Handle<R> {
     let desc = self.desc(description)?;
     let deadline = timeout.map(|t| Instant::now() + t);
     match self.raw.lock_uncancellable(desc, deadline)? {
+      // Lost while this thread waited (nothing can interrupt a synchronous wait): the hold
+      // was never delivered, so it goes back as the acquisition found it.
+      Ok(a) if self.lost.load(Acquire) => {
+        let _ = self.hand_back(a.owner_died);
+        Err(self.lost_error())
+      }
       Ok(a) => {
         self.now_held(a);
         self.state.store(HELD, Release);
@@ -201,16 +340,16 @@ impl<R: RawLock + 'static> Handle<R> {
         if self.state.compare_exchange(WAITING, HELD, AcqRel, Acquire).is_ok() {
           return Ok(());
         }
-        // Closed while we were winning: nobody wants this hold.
+        // Closed (or lost) while we were winning: nobody wants this hold.
         let _ = self.hand_back(a.owner_died);
-        Err(closed())
+        Err(self.ended())
       }
       other => {
         let was_waiting = self.state.compare_exchange(WAITING, IDLE, AcqRel, Acquire).is_ok();
         match other {
           Ok(Err(Stop::TimedOut)) => Err(timed_out(timeout)),
           Ok(Err(Stop::Cancelled)) if was_waiting => Err(Error::new(ErrorKind::Cancelled, "the acquisition was cancelled")),
-          Ok(Err(Stop::Cancelled)) => Err(closed()),
+          Ok(Err(Stop::Cancelled)) => Err(self.ended()),
           Err(e) => Err(e),
           Ok(Ok(_)) => unreachable!("handled above"),
         }
@@ -244,9 +383,12 @@ impl<R: RawLock + 'static> Handle<R> {
   #[inline]
   fn end_hold(&self, undelivered: bool) -> Result<()> {
     match self.state.load(Acquire) {
-      HELD => {}
+      HELD if !self.lost.load(Relaxed) => {}
       CLOSED => return Err(closed()),
-      _ => return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock")),
+      IDLE | WAITING if !self.lost.load(Relaxed) => {
+        return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"))
+      }
+      _ => return Err(self.lost_error()),
     }
     if self.depth.load(Relaxed) > 1 {
       self.depth.fetch_sub(1, Relaxed);
@@ -284,8 +426,13 @@ impl<R: RawLock + 'static> Handle<R> {
 
   fn end(&self, abandon: bool) {
     match self.state.swap(CLOSED, AcqRel) {
+      // A lost hold goes back ABANDONED: whoever takes it next on the old files is told
+      // `owner_died`, since the work done under it may have overlapped another holder's.
+      HELD | LOST_HELD if abandon || self.lost.load(Acquire) => {
+        let _ = self.raw.abandon();
+      }
       HELD => {
-        let _ = if abandon { self.raw.abandon() } else { self.raw.unlock() };
+        let _ = self.raw.unlock();
       }
       WAITING => {
         self.cancel.store(true, Release);
@@ -293,10 +440,12 @@ impl<R: RawLock + 'static> Handle<R> {
       }
       _ => {}
     }
+    // Nobody is left to tell of a loss: let the notice (a JS function) go now.
+    drop(self.on_lost.lock().unwrap_or_else(|p| p.into_inner()).take());
   }
 
   pub fn held(&self) -> bool {
-    self.state.load(Acquire) == HELD
+    self.state.load(Acquire) == HELD && !self.lost.load(Relaxed)
   }
 
   pub fn closed(&self) -> bool {
@@ -305,7 +454,7 @@ impl<R: RawLock + 'static> Handle<R> {
 
   /// Holding, or waiting to.
   pub fn busy(&self) -> bool {
-    matches!(self.state.load(Acquire), HELD | WAITING)
+    matches!(self.state.load(Acquire), HELD | WAITING) && !self.lost.load(Relaxed)
   }
 
   /// Fencing token of the current hold.
@@ -340,9 +489,21 @@ impl<R: RawLock + 'static> Handle<R> {
 impl<R: RawLock> Drop for Handle<R> {
   /// A handle dropped while holding died holding (nobody can release it any more).
   fn drop(&mut self) {
-    if *self.state.get_mut() == HELD {
+    if matches!(*self.state.get_mut(), HELD | LOST_HELD) {
       let _ = self.raw.abandon();
     }
+  }
+}
+
+impl<R: RawLock + 'static> crate::lock_dir::Member for Handle<R> {
+  fn splits_with(&self, entry: &str, replaced: bool) -> bool {
+    self.raw.splits_with(entry, replaced)
+  }
+  fn files_gone(&self) -> Option<String> {
+    self.raw.files_gone()
+  }
+  fn lose(&self, why: &str) -> Option<crate::lock_dir::Notice> {
+    self.mark_lost(why)
   }
 }
 

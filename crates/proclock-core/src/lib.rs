@@ -18,6 +18,7 @@
 //! | `lock_dir.rs` | the lock directory and how files in it are opened safely |
 //! | `os_wait.rs` | sleeping on a shared word (futex, ulock) |
 //! | `death_watch.rs` | waking waiters when a holder's process exits (pidfd) |
+//! | `dir_watch.rs` | noticing a lock directory (or a file in it) deleted or moved while in use |
 //! | `raw_lock.rs` | the small trait every backend implements |
 //! | `handle.rs` | reentrancy, close, abandon and async waits, for every backend |
 //! | `waiter_pool.rs` | the threads async waits sleep on |
@@ -34,6 +35,8 @@ mod sync;
 pub mod backend;
 #[cfg(not(loom))]
 mod death_watch;
+#[cfg(not(loom))]
+mod dir_watch;
 #[cfg(not(loom))]
 pub mod file_lock;
 #[cfg(not(loom))]

@@ -72,6 +72,15 @@
 //!   dies. (macOS's cleaner of the per-user temporary directory ignores such locks; it only
 //!   removes files unused for days, and a `dir` elsewhere avoids it altogether.)
 //!
+//! A directory deleted or moved while in use (`rm -rf`, a tmpfs cleared at logout, an operator's
+//! `mv`) splits every lock in it: processes that opened it keep using the old files, while new
+//! processes create a new directory under the same path and take the same names there. So each
+//! directory keeps a registry of what uses it (handles, the shm space), weakly, and a loss marks
+//! them all (`Loss`, `lose_all`; `lose_entry` for one file, which splits only the locks in that
+//! file). Who notices: a kernel watch on the directory (`dir_watch.rs`), and, where there is no
+//! watch, the slow paths (`check`: the start of a wait, a failed try). The process cache
+//! (`shared`) never hands out a lost directory again, so the next handle opens the path afresh.
+//!
 //! Windows: names are opened with `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are
 //! refused. ACLs are inherited from the per-user temp directory; they are not checked here.
 
@@ -79,10 +88,11 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::crash_points::{reached, Step};
-use crate::error::{permission, Error, Result};
+use crate::error::{lost, permission, Error, Result};
 
 /// An opened, verified lock directory.
 #[derive(Debug)]
@@ -90,6 +100,44 @@ pub struct LockDir {
   path: PathBuf,
   #[cfg(unix)]
   fd: std::os::fd::OwnedFd,
+  loss: Loss,
+}
+
+/// Something whose locks live in a lock directory (a handle, the shm space of a process), told
+/// when the directory, or a file of it that it uses, is deleted or moved away.
+/// What a member tells its user of a loss (see [`Member::lose`]).
+pub type Notice = Box<dyn FnOnce() + Send>;
+
+pub trait Member: Send + Sync {
+  /// Whether the directory entry `entry` having been deleted or renamed away (`replaced`: a
+  /// file renamed over it) splits this member's lock(s): it uses that file, and the name no
+  /// longer leads to the file it uses.
+  fn splits_with(&self, entry: &str, replaced: bool) -> bool;
+  /// `Some(why)` if a file this member uses is no longer named by its path (for when events
+  /// were dropped and every member must look for itself).
+  fn files_gone(&self) -> Option<String>;
+  /// The lock(s) may no longer be exclusive, for the reason `why`: mark it so. Idempotent;
+  /// must not block. Returns what to tell the user, which the sweep runs only once every
+  /// member it concerns is marked (a holder told of the loss finds its other handles lost too).
+  fn lose(&self, why: &str) -> Option<Notice>;
+}
+
+/// Whether a directory was lost, and who to tell. `members` is only touched when a member is
+/// created (off the hot path) and when a loss is swept; the `lost` flag is set under the same
+/// mutex, so a member joining concurrently with a sweep is either swept or sees the flag.
+#[derive(Default)]
+struct Loss {
+  lost: AtomicBool,
+  why: OnceLock<String>,
+  /// A kernel watch covers this directory (`dir_watch.rs`): failed tries need not look.
+  watched: AtomicBool,
+  members: Mutex<Vec<Weak<dyn Member>>>,
+}
+
+impl std::fmt::Debug for Loss {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Loss").field("lost", &self.lost).finish_non_exhaustive()
+  }
 }
 
 /// Held while creating or repairing shared files; released on drop (or by the kernel if the
@@ -137,10 +185,12 @@ impl LockDir {
     let request = LockDir::requested(explicit)?;
     let pid = crate::process_info::current_pid();
     let mut dirs = DIRS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, dir)) = dirs.get(&request).filter(|(p, _)| *p == pid) {
+    // A lost directory is never handed out again: the next handle re-creates the path.
+    if let Some((_, dir)) = dirs.get(&request).filter(|(p, d)| *p == pid && !d.is_lost()) {
       return Ok(dir.clone());
     }
     let dir = Arc::new(LockDir::resolve(request.as_deref())?);
+    crate::dir_watch::watch(&dir);
     dirs.insert(request, (pid, dir.clone()));
     Ok(dir)
   }
@@ -168,6 +218,115 @@ impl LockDir {
 
   pub fn path(&self) -> &Path {
     &self.path
+  }
+
+  /// Register `member`; if the directory is already lost, it is told at once instead.
+  pub fn join(&self, member: &Arc<dyn Member>) {
+    let mut members = self.loss.members.lock().unwrap_or_else(|p| p.into_inner());
+    if self.is_lost() {
+      drop(members);
+      if let Some(notice) = member.lose(self.lost_why()) {
+        notice();
+      }
+      return;
+    }
+    // Forget members that are gone whenever the list has doubled since the last clean-up, so
+    // it stays within twice the number of live members at amortised O(1) per join.
+    if members.len() >= 16 && members.len().is_power_of_two() {
+      members.retain(|m| m.strong_count() > 0);
+    }
+    members.push(Arc::downgrade(member));
+  }
+
+  /// The whole directory is gone or moved: every member is told, and the process cache will
+  /// open the path afresh next time.
+  pub fn lose_all(&self, why: &str) {
+    let members = {
+      let mut members = self.loss.members.lock().unwrap_or_else(|p| p.into_inner());
+      let _ = self.loss.why.set(why.to_owned());
+      self.loss.lost.store(true, Ordering::SeqCst);
+      std::mem::take(&mut *members)
+    };
+    // Told outside the mutex: joins that come later see the flag and tell themselves.
+    let members: Vec<_> = members.iter().filter_map(Weak::upgrade).collect();
+    tell(&members, self.lost_why());
+  }
+
+  /// The entry `entry` was deleted or renamed away (`replaced`: another file was renamed over
+  /// it): the members that use the file it named are told.
+  pub fn lose_entry(&self, entry: &str, replaced: bool) {
+    let why = format!("{} was deleted or moved while in use", self.path.join(entry).display());
+    let hit: Vec<Arc<dyn Member>> = {
+      let members = self.loss.members.lock().unwrap_or_else(|p| p.into_inner());
+      members.iter().filter_map(Weak::upgrade).filter(|m| m.splits_with(entry, replaced)).collect()
+    };
+    tell(&hit, &why);
+  }
+
+  /// Every member looks for its own files (the watch dropped events).
+  pub fn recheck_members(&self) {
+    let members: Vec<Arc<dyn Member>> = {
+      let members = self.loss.members.lock().unwrap_or_else(|p| p.into_inner());
+      members.iter().filter_map(Weak::upgrade).collect()
+    };
+    for m in members {
+      if let Some(why) = m.files_gone() {
+        tell(&[m], &why);
+      }
+    }
+  }
+
+  pub fn is_lost(&self) -> bool {
+    self.loss.lost.load(Ordering::Acquire)
+  }
+
+  /// Why the directory was lost (empty if it was not).
+  pub fn lost_why(&self) -> &str {
+    self.loss.why.get().map_or("", String::as_str)
+  }
+
+  /// A kernel watch reports deletions and moves of this directory and its entries.
+  pub fn watched(&self) -> bool {
+    self.loss.watched.load(Ordering::Acquire)
+  }
+
+  pub(crate) fn set_watched(&self) {
+    self.loss.watched.store(true, Ordering::Release);
+  }
+
+  /// The slow-path check, for where no watch reports a loss (another OS, no inotify, a watch
+  /// that could not be added) and as a second line at the start of every wait: the directory
+  /// is lost if the descriptor we opened now has no link (deleted), or if the path now names
+  /// another directory or nothing (moved, or deleted and re-created). Two system calls.
+  pub fn check(&self) -> Result<()> {
+    if !self.is_lost() {
+      match imp::moved_or_deleted(self) {
+        Some(why) => self.lose_all(&why),
+        None => return Ok(()),
+      }
+    }
+    Err(lost(self.lost_why()))
+  }
+
+  /// Whether `entry` in this directory still names `file` (the same inode). "Cannot tell"
+  /// (an error other than "no such file") answers yes: only a name seen to lead elsewhere, or
+  /// nowhere, means the file was split from its name.
+  pub fn names(&self, entry: &str, file: &File) -> bool {
+    imp::names(self, entry, file)
+  }
+
+  /// The identity (device, inode) of the file `entry` names now, if it can be told.
+  pub fn entry_id(&self, entry: &str) -> Option<(u64, u64)> {
+    imp::entry_id(self, entry).ok().flatten()
+  }
+
+  /// Whether `entry` still names the file whose identity was `id`: as [`LockDir::names`],
+  /// "cannot tell" answers yes.
+  pub fn names_id(&self, entry: &str, id: (u64, u64)) -> bool {
+    match imp::entry_id(self, entry) {
+      Ok(now) => now == Some(id),
+      Err(_) => true,
+    }
   }
 
   /// Open an existing file in the directory, verified. `Ok(None)` if there is no such file.
@@ -232,6 +391,14 @@ impl LockDir {
     } else {
       Error::io(format!("opening {}", path.display()), e)
     }
+  }
+}
+
+/// Mark every member lost, then run their notices.
+fn tell(members: &[Arc<dyn Member>], why: &str) {
+  let notices: Vec<Notice> = members.iter().filter_map(|m| m.lose(why)).collect();
+  for notice in notices {
+    notice();
   }
 }
 
@@ -552,7 +719,66 @@ mod imp {
     Ok(LockDir {
       path: path.to_path_buf(),
       fd,
+      loss: Loss::default(),
     })
+  }
+
+  fn same(a: &libc::stat, b: &libc::stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+  }
+
+  pub fn moved_or_deleted(dir: &LockDir) -> Option<String> {
+    // SAFETY: zeroed stat buffers are valid out-parameters.
+    let (mut mine, mut named) = unsafe { (std::mem::zeroed::<libc::stat>(), std::mem::zeroed::<libc::stat>()) };
+    // SAFETY: valid descriptor and out-pointer.
+    if unsafe { libc::fstat(dir.fd.as_raw_fd(), &mut mine) } != 0 {
+      return None;
+    }
+    if mine.st_nlink == 0 {
+      return Some(format!("the lock directory {} was deleted while in use", dir.path.display()));
+    }
+    let c = cstr(dir.path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: valid C string and out-pointer.
+    if unsafe { libc::lstat(c.as_ptr(), &mut named) } != 0 {
+      let e = io::Error::last_os_error();
+      return matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+        .then(|| format!("the lock directory {} was moved or deleted while in use", dir.path.display()));
+    }
+    (!same(&mine, &named)).then(|| {
+      format!(
+        "the lock directory {} was moved or deleted while in use (the path now names another directory)",
+        dir.path.display()
+      )
+    })
+  }
+
+  /// `Ok(None)`: no such entry; `Err`: cannot tell.
+  pub fn entry_id(dir: &LockDir, entry: &str) -> io::Result<Option<(u64, u64)>> {
+    let c = cstr(entry.as_bytes())?;
+    // SAFETY: a zeroed stat buffer is a valid out-parameter.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: valid descriptor, C string and out-pointer.
+    if unsafe { libc::fstatat(dir.fd.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+      let e = io::Error::last_os_error();
+      return if e.raw_os_error() == Some(libc::ENOENT) { Ok(None) } else { Err(e) };
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(Some((st.st_dev as u64, st.st_ino as u64)))
+  }
+
+  pub fn names(dir: &LockDir, entry: &str, file: &File) -> bool {
+    let Ok(c) = cstr(entry.as_bytes()) else { return true };
+    // SAFETY: zeroed stat buffers are valid out-parameters.
+    let (mut mine, mut named) = unsafe { (std::mem::zeroed::<libc::stat>(), std::mem::zeroed::<libc::stat>()) };
+    // SAFETY: valid descriptors, C string and out-pointers.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut mine) } != 0 {
+      return true;
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fstatat(dir.fd.as_raw_fd(), c.as_ptr(), &mut named, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+      return io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT);
+    }
+    same(&mine, &named)
   }
 
   fn openat(dir: &LockDir, name: &str, flags: libc::c_int) -> io::Result<File> {
@@ -655,7 +881,25 @@ mod imp {
         path.display()
       )));
     }
-    Ok(LockDir { path: path.to_path_buf() })
+    Ok(LockDir {
+      path: path.to_path_buf(),
+      loss: Loss::default(),
+    })
+  }
+
+  // Windows: a directory with open handles in it cannot be deleted or renamed unless they were
+  // opened with FILE_SHARE_DELETE; detecting the rest (a ReadDirectoryChangesW watch, or file
+  // IDs compared on the slow path) is left to the Windows work.
+  pub fn moved_or_deleted(_dir: &LockDir) -> Option<String> {
+    None
+  }
+
+  pub fn names(_dir: &LockDir, _entry: &str, _file: &File) -> bool {
+    true
+  }
+
+  pub fn entry_id(_dir: &LockDir, _entry: &str) -> io::Result<Option<(u64, u64)>> {
+    Err(io::ErrorKind::Unsupported.into())
   }
 
   fn options(create: bool, create_new: bool) -> fs::OpenOptions {

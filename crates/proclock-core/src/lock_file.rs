@@ -45,7 +45,9 @@
 //!   the lock, and whoever gets it next reads `held`: that is `ownerDied`.
 //! - **`token` only ever grows**: each exclusive holder reads it under the lock and writes the
 //!   next value before its acquisition returns. A holder that died before writing never used
-//!   its token, so reusing that value is safe.
+//!   its token, so reusing that value is safe. A new file's record starts at wall-clock
+//!   milliseconds << 20 (`slot_table::token_start`, where the reasoning and its limits are), so
+//!   that tokens keep growing when the file or its directory is deleted and re-created.
 //! - **Garbage is reported, never repaired.** A file with a bad header or record checksum was
 //!   not written by proclock (or was damaged on disk); resetting it could hand out a token that
 //!   was already used. Such a file gives `LockCorruptError` naming the path.
@@ -238,7 +240,11 @@ impl LockFile {
         let _creating = dir.lock()?;
         // Re-check under the directory lock: another process may have published it meanwhile.
         if dir.open_existing(file_name)?.is_none() {
-          let record = Record::default().encode();
+          let record = Record {
+            token: crate::slot_table::token_start(),
+            ..Record::default()
+          }
+          .encode();
           dir.publish(file_name, FILE_SIZE, |f| {
             write_at(f, &header(name.as_str()), 0)
               .and_then(|()| write_at(f, &record, RECORD_AT))

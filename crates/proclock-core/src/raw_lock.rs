@@ -76,6 +76,21 @@ pub trait RawLock: Send + Sync {
   /// for the old holder to finish acquiring). Called on a handle that does not hold the lock
   /// (normally one opened just for this).
   fn force_release(&self) -> Result<bool>;
+  /// The lock directory this lock lives in, where its handle registers to be told of a loss
+  /// (`lock_dir.rs`). `None`: a backend without one (nothing to lose).
+  fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
+    None
+  }
+  /// Whether deleting or moving the directory entry `entry` splits this lock (see
+  /// [`crate::lock_dir::Member::splits_with`]).
+  fn splits_with(&self, _entry: &str, _replaced: bool) -> bool {
+    false
+  }
+  /// `Some(why)` if this lock's files are already split from their names (checked once when a
+  /// handle registers, for a loss swept just before it joined, and after dropped events).
+  fn files_gone(&self) -> Option<String> {
+    None
+  }
 }
 
 /// Canonical hyphenated form of a UUID.

@@ -36,11 +36,30 @@ impl RwHandle<AnyLock> {
 }
 
 impl<R: RawLock + 'static> RwHandle<R> {
+  /// Both halves, registered with their lock directory so that a loss reaches them.
   pub fn new(read: Handle<R>, write: Handle<R>) -> RwHandle<R> {
-    RwHandle {
+    let rw = RwHandle {
       read: Arc::new(read),
       write: Arc::new(write),
-    }
+    };
+    rw.read.join_dir();
+    rw.write.join_dir();
+    rw
+  }
+
+  /// Either half was lost (both are, together: they use the same file).
+  pub fn is_lost(&self) -> bool {
+    self.read.is_lost() || self.write.is_lost()
+  }
+
+  /// The message of this handle's `Lost` error, if it was lost.
+  pub fn lost_message(&self) -> Option<String> {
+    self.write.lost_message().or_else(|| self.read.lost_message())
+  }
+
+  /// The token of a hold that was lost (0 for a read hold), if the handle held when lost.
+  pub fn lost_token(&self) -> Option<u64> {
+    self.write.lost_token().or_else(|| self.read.lost_token())
   }
 
   /// The half for `mode`, if the other half neither holds nor waits.
@@ -88,6 +107,8 @@ impl<R: RawLock + 'static> RwHandle<R> {
       Some(Mode::Exclusive) => end(&self.write),
       Some(Mode::Shared) => end(&self.read),
       None if self.read.closed() => Err(Error::new(ErrorKind::Closed, "the lock handle is closed")),
+      // Lost: the half that held (or either) says so with its reason.
+      None if self.is_lost() => end(if self.write.lost_token().is_some() { &self.write } else { &self.read }),
       None => Err(Error::new(
         ErrorKind::NotHeld,
         "this handle holds neither the read nor the write lock",

@@ -34,7 +34,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// counter is checked once, when a handle is opened: a counter above this limit can only come
 /// from a damaged table (fuzzing planted one), and the 2^48 acquisitions of headroom above it
 /// take months at full speed. (A table damaged while handles are open is beyond any check: the
-/// damage could as well name a holder.)
+/// damage could as well name a holder.) Counters start at wall-clock milliseconds << 20
+/// (`slot_table::token_start`, about 2^60.7 today), which stays below this limit until the
+/// year 2527.
 pub const TOKEN_LIMIT: u64 = u64::MAX - (1 << 48);
 
 /// The re-check interval while the death watch covers the holder: only a safety net.
@@ -46,6 +48,42 @@ pub struct ShmSpace {
   dir: Arc<LockDir>,
   liveness: Liveness,
   table: SlotTable,
+  /// A segment or our liveness file was deleted or moved (or the whole directory): every
+  /// lock of this space may be split, and the process cache opens a new space instead.
+  lost: std::sync::atomic::AtomicBool,
+  lost_why: OnceLock<String>,
+}
+
+impl crate::lock_dir::Member for ShmSpace {
+  /// The shared files every shm lock of this process depends on: the lock tables (a slot in
+  /// any segment), the process table, and our own liveness file (whose deletion lets another
+  /// process take our process slot, after which our live holds look dead). A file renamed over
+  /// one of them is not counted: proclock does that only to publish a new segment, or to
+  /// replace one that is provably unused (`segment.rs`), and nothing here compares inodes.
+  fn splits_with(&self, entry: &str, replaced: bool) -> bool {
+    !replaced
+      && ((entry.starts_with("shm-locks-") && entry.ends_with(".seg"))
+        || entry == crate::liveness::PROCS_FILE
+        || entry == crate::liveness::live_file_name(self.liveness.me().pslot))
+  }
+  fn files_gone(&self) -> Option<String> {
+    None
+  }
+  fn lose(&self, why: &str) -> Option<crate::lock_dir::Notice> {
+    let _ = self.lost_why.set(why.to_owned());
+    self.lost.store(true, std::sync::atomic::Ordering::Release);
+    None
+  }
+}
+
+impl ShmSpace {
+  fn is_lost(&self) -> bool {
+    self.lost.load(std::sync::atomic::Ordering::Acquire)
+  }
+
+  fn lost_error(&self) -> Error {
+    crate::error::lost(self.lost_why.get().map_or("", String::as_str))
+  }
 }
 
 impl ShmSpace {
@@ -58,12 +96,20 @@ impl ShmSpace {
     let pid = crate::process_info::current_pid();
     let mut spaces = spaces();
     // After a fork the child is a different process and must register on its own.
-    if let Some(space) = spaces.by_request.get(&request).filter(|s| s.liveness.me().pid == pid) {
+    // A lost space (its directory or one of its files deleted or moved) is never handed out
+    // again: the next handle opens the directory afresh.
+    if let Some(space) = spaces.by_request.get(&request).filter(|s| s.liveness.me().pid == pid && !s.is_lost()) {
       return Ok(space.clone());
     }
-    let lock_dir = LockDir::shared(request.as_deref())?;
+    let mut lock_dir = LockDir::shared(request.as_deref())?;
+    // A new space is made on first use, or because the last one was lost; in the second case
+    // the directory may be gone too, with its own notice still on the way. Look (two system
+    // calls, once per space): a lost directory is dropped from the cache and opened afresh.
+    if lock_dir.check().is_err() {
+      lock_dir = LockDir::shared(request.as_deref())?;
+    }
     let canonical = std::fs::canonicalize(lock_dir.path()).unwrap_or_else(|_| lock_dir.path().to_path_buf());
-    let space = match spaces.by_canonical.get(&canonical).filter(|s| s.liveness.me().pid == pid) {
+    let space = match spaces.by_canonical.get(&canonical).filter(|s| s.liveness.me().pid == pid && !s.is_lost()) {
       Some(space) => space.clone(),
       None => {
         let liveness = Liveness::register(&lock_dir)?;
@@ -71,7 +117,11 @@ impl ShmSpace {
           dir: lock_dir,
           liveness,
           table: SlotTable::new(),
+          lost: Default::default(),
+          lost_why: OnceLock::new(),
         });
+        let member: Arc<dyn crate::lock_dir::Member> = space.clone();
+        space.dir.join(&member);
         spaces.by_canonical.insert(canonical, space.clone());
         space
       }
@@ -84,7 +134,8 @@ impl ShmSpace {
   /// if it has opened one (under any spelling); else its view for looking, if it has one.
   fn cached(spaces: &Spaces, canonical: &Path) -> Option<Arc<ShmSpace>> {
     let pid = crate::process_info::current_pid();
-    let mine = |s: &&Arc<ShmSpace>| s.liveness.me().pid == pid;
+    // Neither a lost space nor a view of a lost directory: the path is looked at afresh.
+    let mine = |s: &&Arc<ShmSpace>| s.liveness.me().pid == pid && !s.is_lost() && !s.dir.is_lost();
     spaces
       .by_canonical
       .get(canonical)
@@ -229,6 +280,9 @@ pub struct ShmLock {
   uuid: [u8; 16],
   pid: u32,
   identity: u64,
+  /// The segment file our slot lives in, and its identity when we opened the handle, for the
+  /// slow-path loss check (a segment deleted, or renamed away or over, splits our lock).
+  segment: (String, Option<(u64, u64)>),
   alive_holder: std::sync::atomic::AtomicU64,
   alive_until: std::sync::atomic::AtomicU64,
 }
@@ -249,6 +303,8 @@ impl ShmLock {
     let name = LockName::new(name)?;
     let space = ShmSpace::get(dir)?;
     let slot_ref = space.table.claim(&space.dir, &name)?;
+    let segment_name = crate::slot_table::segment_file(slot_ref.location().0);
+    let segment_id = space.dir.entry_id(&segment_name);
     let counter = slot_ref.slot().cell.token.load(crate::sync::Ordering::Relaxed);
     if counter > TOKEN_LIMIT {
       return Err(crate::error::corrupt(format!(
@@ -262,6 +318,7 @@ impl ShmLock {
     Ok(ShmLock {
       slot: slot_ref.slot_ptr(),
       _slot_ref: slot_ref,
+      segment: (segment_name, segment_id),
       space,
       me,
       uuid: *uuid::Uuid::new_v4().as_bytes(),
@@ -304,6 +361,21 @@ impl ShmLock {
     acquired
   }
 
+  /// The slow-path loss check: the space, then the directory (`LockDir::check`).
+  fn check_not_lost(&self) -> Result<()> {
+    if self.space.is_lost() {
+      return Err(self.space.lost_error());
+    }
+    self.space.dir.check()?;
+    if let (name, Some(id)) = &self.segment {
+      if !self.space.dir.names_id(name, *id) {
+        self.space.dir.lose_entry(name, false);
+        return Err(self.space.lost_error());
+      }
+    }
+    Ok(())
+  }
+
   /// The handle id (for tests and diagnostics).
   pub fn id(&self) -> u64 {
     self.me
@@ -317,7 +389,12 @@ impl RawLock for ShmLock {
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Some(self.granted(a, description)));
     }
-    Ok(lock_word::try_once(cell, self.me, &self.env(true), probe).map(|a| self.granted(a, description)))
+    match lock_word::try_once(cell, self.me, &self.env(true), probe) {
+      Some(a) => Ok(Some(self.granted(a, description))),
+      // A failed try is a slow path: where no watch reports losses, look here.
+      None if !self.space.dir.watched() => self.check_not_lost().map(|()| None),
+      None => Ok(None),
+    }
   }
 
   fn lock(
@@ -330,7 +407,23 @@ impl RawLock for ShmLock {
     if let Some(a) = lock_word::try_fast(cell, self.me) {
       return Ok(Ok(self.granted(a, description)));
     }
-    Ok(lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled).map(|a| self.granted(a, description)))
+    // Before sleeping behind a holder: a wait in a lost directory would wait on a table
+    // nobody new will ever use (the watch may not have reported it yet, or there is none).
+    self.check_not_lost()?;
+    match lock_word::acquire(cell, self.me, &self.env(false), deadline, cancelled) {
+      Ok(a) => {
+        // Won after waiting: the loss may have come while we slept, and a holder that was
+        // told of it (and then closed) may be whom we got the lock from, while our own notice
+        // is still on the way. Look before handing the hold out; a hold nobody gets goes back
+        // as it was found.
+        if let Err(e) = self.check_not_lost() {
+          let _ = if a.owner_died { self.abandon() } else { self.unlock() };
+          return Err(e);
+        }
+        Ok(Ok(self.granted(a, description)))
+      }
+      Err(stop) => Ok(Err(stop)),
+    }
   }
 
   fn unlock(&self) -> Result<()> {
@@ -355,6 +448,18 @@ impl RawLock for ShmLock {
 
   fn uuid(&self) -> [u8; 16] {
     self.uuid
+  }
+
+  fn lock_dir(&self) -> Option<&LockDir> {
+    Some(&self.space.dir)
+  }
+
+  fn splits_with(&self, entry: &str, replaced: bool) -> bool {
+    crate::lock_dir::Member::splits_with(&*self.space, entry, replaced)
+  }
+
+  fn files_gone(&self) -> Option<String> {
+    self.space.is_lost().then(|| self.space.lost_why.get().cloned().unwrap_or_default())
   }
 
   fn force_release(&self) -> Result<bool> {
@@ -421,6 +526,8 @@ impl ShmSpace {
       dir: lock_dir,
       liveness,
       table: SlotTable::to_look(),
+      lost: Default::default(),
+      lost_why: OnceLock::new(),
     });
     if keep {
       spaces().views.insert(canonical, view.clone());

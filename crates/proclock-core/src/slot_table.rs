@@ -17,6 +17,18 @@
 //! name. Whoever looks that name up next writes the name (the same bytes, since the key comes
 //! from the name) and uses the slot. Two names sharing a 63-bit key would share a lock; with
 //! SHA-256 keys that needs about 3 * 10^9 names in one directory for even odds.
+//!
+//! **Where a lock's tokens start.** A claimed slot's fencing-token counter starts at the
+//! wall-clock time in milliseconds shifted left by 20 bits ([`token_start`]), not at 0, so that
+//! tokens keep growing when the lock directory is deleted and re-created: the new directory's
+//! counters start above every token the old one handed out, as long as the old one handed out
+//! fewer than 2^20 (about a million) tokens per millisecond of its life, which no lock gets
+//! near (each acquisition takes far longer than a microsecond). If the clock was set back,
+//! tokens still grow within a directory (the counter only counts up from wherever it is), and
+//! across a re-creation only if the clock moved back by less than the old directory's
+//! acquisitions of that lock / 2^20 milliseconds (and, after it, the new start still lies above
+//! the old counter). It costs nothing per acquisition: the start is written once, when the slot
+//! is claimed.
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::{Arc, RwLock};
@@ -29,6 +41,16 @@ use crate::name::{LockName, MAX_NAME_BYTES};
 use crate::segment::{Layout, Segment};
 
 pub const SLOTS_PER_SEGMENT: usize = 4096;
+
+/// The first value of a new lock's fencing-token counter: wall-clock milliseconds << 20 (see
+/// the module comment). About 2^60.7 in 2026; it reaches the shm backend's `TOKEN_LIMIT`
+/// (2^64 - 2^48) in the year 2527. 0 if the clock reads before 1970.
+pub fn token_start() -> u64 {
+  let ms = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map_or(0, |d| d.as_millis() as u64);
+  ms.min(u64::MAX >> 20) << 20
+}
 const WINDOW: usize = 64;
 const MAX_SEGMENTS: usize = 4096;
 
@@ -195,6 +217,10 @@ impl SlotTable {
           match slot.key.compare_exchange(0, key, AcqRel, Acquire) {
             Ok(_) => {
               crate::crash_points::reached(crate::crash_points::Step::SlotKeyClaimed);
+              // Before the name, so a lookup that finds the name finds the start too. A
+              // claimer killed before this line leaves the start to whoever finishes the slot
+              // (below); `fetch_max` because that finisher may already be using it.
+              slot.cell.token.fetch_max(token_start(), Relaxed);
               slot.write_name(name.as_str());
               return Ok(Some(r));
             }
@@ -207,8 +233,10 @@ impl SlotTable {
             Some(_) => continue,
             None if slot.name_len.load(Acquire) == 0 => {
               // Claimed by someone who died before writing the name; it is ours to finish
-              // when claiming. A lookup only reports it: looking writes nothing.
+              // when claiming (its token counter may not have been started either). A lookup
+              // only reports it: looking writes nothing.
               if claim {
+                slot.cell.token.fetch_max(token_start(), Relaxed);
                 slot.write_name(name.as_str());
               }
               return Ok(Some(r));

@@ -244,9 +244,20 @@ fn run_case(input: Input, extra: Option<Bytes>) {
     assert!(listed(dir).unwrap().is_empty());
     assert!(!path.exists(), "looking created the lock file");
     let a = FileLock::open(NAME_UNDER_TEST, Some(dir), Mode::Exclusive).unwrap();
-    assert_eq!(fs::read(&path).unwrap(), template(), "created fully formed");
+    // Fully formed: the template's bytes, but for the record's time-based token start.
+    let created = fs::read(&path).unwrap();
+    let start = Record::decode(&created[RECORD_AT..RECORD_AT + RECORD_LEN]).expect("a whole record");
+    assert_eq!(created, with_record(&start), "created fully formed");
+    assert_eq!(
+      Record {
+        token: 0,
+        ..start.clone()
+      },
+      Record::default()
+    );
+    assert!(start.token >= Record::decode(&template()[RECORD_AT..RECORD_AT + RECORD_LEN]).unwrap().token);
     let got = a.try_lock(b"fuzz", true).unwrap().unwrap();
-    assert_eq!((got.token, got.owner_died), (1, false));
+    assert_eq!((got.token, got.owner_died), (start.token + 1, false));
     a.unlock().unwrap();
     return;
   };
