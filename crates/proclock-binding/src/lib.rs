@@ -250,9 +250,28 @@ impl NativeLock {
     Ok(self.handle.owner().map_err(js_err)?.map(NativeOwner::from))
   }
 
+  /// The descriptor whose lifetime keeps this handle's current hold (the core's
+  /// `hold_descriptor`), or null when it holds nothing or on Windows.
+  #[napi]
+  pub fn hold_descriptor(&self) -> Option<i32> {
+    hold_descriptor(&self.handle)
+  }
+
   #[napi]
   pub fn close(&self) {
     self.handle.close();
+  }
+}
+
+fn hold_descriptor(handle: &Handle) -> Option<i32> {
+  #[cfg(unix)]
+  {
+    handle.hold_descriptor()
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = handle;
+    None
   }
 }
 
@@ -383,6 +402,12 @@ impl NativeRwLock {
   #[napi]
   pub fn owner(&self) -> napi::Result<Option<NativeOwner>, Code> {
     Ok(self.rw.halves()[1].owner().map_err(js_err)?.map(NativeOwner::from))
+  }
+
+  /// As `NativeLock::holdDescriptor`, for whichever half holds.
+  #[napi]
+  pub fn hold_descriptor(&self) -> Option<i32> {
+    self.rw.halves().into_iter().find_map(|h| hold_descriptor(h))
   }
 
   #[napi]

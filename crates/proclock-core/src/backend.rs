@@ -101,4 +101,8 @@ impl RawLock for AnyLock {
   fn force_release(&self) -> Result<bool> {
     dispatch!(self, l => l.force_release())
   }
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    dispatch!(self, l => l.hold_descriptor())
+  }
 }
