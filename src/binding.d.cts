@@ -34,6 +34,11 @@ export declare class NativeLock {
   giveBack(): void
   isLocked(): boolean
   owner(): NativeOwner | null
+  /**
+   * The descriptor whose lifetime keeps this handle's current hold (the core's
+   * `hold_descriptor`), or null when it holds nothing or on Windows.
+   */
+  holdDescriptor(): number | null
   close(): void
 }
 
@@ -52,6 +57,8 @@ export declare class NativeRwLock {
   giveBack(): void
   isLocked(): boolean
   owner(): NativeOwner | null
+  /** As `NativeLock::holdDescriptor`, for whichever half holds. */
+  holdDescriptor(): number | null
   close(): void
 }
 
@@ -62,12 +69,18 @@ export declare function forceRelease(backend: string, name: string, dir?: string
 export declare function inspectLock(backend: string, name: string, dir?: string | undefined | null): NativeLockState
 
 /** Every lock of every backend in the lock directory. */
-export declare function listLocks(dir?: string | undefined | null): Array<NativeLockState>
+export declare function listLocks(dir?: string | undefined | null): NativeListing
 
 /** Why an asynchronous acquisition did not succeed. */
 export interface NativeFailure {
   code: string
   message: string
+}
+
+/** Every lock of every backend in the lock directory, and the entries left out. */
+export interface NativeListing {
+  locks: Array<NativeLockState>
+  skipped: Array<NativeSkipped>
 }
 
 /** One lock as seen from outside. */
@@ -86,4 +99,10 @@ export interface NativeOwner {
   since: number
   token: bigint
   alive: boolean
+}
+
+/** A directory entry that the listing left out, and why. */
+export interface NativeSkipped {
+  entry: string
+  why: string
 }

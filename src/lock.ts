@@ -81,6 +81,13 @@ export function native<T>(call: () => T): T {
 }
 
 /**
+ * For the `proclock run` command only (not part of the public API): the descriptor whose
+ * lifetime keeps `lock`'s current hold (the core's `hold_descriptor`), or null when it holds
+ * nothing or on Windows. Set by Lock's static block, which alone can reach the native handle.
+ */
+export let holdDescriptor!: (lock: Lock) => number | null
+
+/**
  * A handle on the lock `name`: every process or thread that opens the same name (in the same lock
  * directory) gets the same lock. A hold does not end when its Lock object is garbage-collected:
  * it lasts until release, close, or the end of its process or worker.
@@ -94,6 +101,10 @@ export class Lock implements Disposable, AsyncDisposable {
   readonly #tryDescribed: (description: string) => boolean
   readonly #tryUncontended: (description?: string) => boolean
   readonly #release: () => void
+
+  static {
+    holdDescriptor = (lock) => lock.#native.holdDescriptor()
+  }
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)
@@ -275,6 +286,14 @@ export class Lock implements Disposable, AsyncDisposable {
   }
 }
 
+/**
+ * One acquisition. It may end only itself: its lock may since have been released (or closed)
+ * and acquired again, and disposing this Hold then must not end that later acquisition (the
+ * README promises disposal after the end "does nothing"). An acquisition is told apart by its
+ * fencing token, which the core makes strictly larger for every acquisition of the lock. Nested
+ * holds of a reentrant lock share one acquisition (one token): each ends one level of it, as
+ * `release()` does.
+ */
 class LockHold implements Hold {
   readonly token: bigint
   readonly ownerDied: boolean
@@ -286,17 +305,25 @@ class LockHold implements Hold {
     this.ownerDied = lock.ownerDied
   }
 
+  /** This hold's acquisition is still the lock's current one. */
+  #current(lock: Lock): boolean {
+    return lock.held && lock.token === this.token
+  }
+
   release(): void {
     const lock = this.#lock
-    if (lock === null) throw new LockNotHeldError('this hold was already released')
     this.#lock = null
+    if (lock === null) throw new LockNotHeldError('this hold was already released')
+    if (!this.#current(lock)) throw new LockNotHeldError('this hold has already ended (its lock was released or closed)')
     lock.release()
   }
 
   [Symbol.dispose](): void {
-    // Disposal after the hold already ended (released, or the lock closed) is a no-op.
-    if (this.#lock?.held) this.release()
+    // Disposal after the hold already ended (released, or the lock closed, even if the lock
+    // has been acquired again since) is a no-op.
+    const lock = this.#lock
     this.#lock = null
+    if (lock !== null && this.#current(lock)) lock.release()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
