@@ -142,7 +142,11 @@ test('singleInstance(): node app, node app.js, ./app.js and a symlink are one pr
     const first = startNode([primary], root, env)
     await first.started
     for (const other of others) {
-      const second = await startNode([other], root, env).exited
+      // A second primary would run for ever: one still running after 10 s was not refused.
+      const started = startNode([other], root, env)
+      const timer = setTimeout(() => started.child.kill('SIGKILL'), 10_000)
+      const second = await started.exited
+      clearTimeout(timer)
       t.is(second.code, 1, `node ${other} after node ${primary}: ${second.stderr}`)
       t.regex(second.stderr, new RegExp(`^Another '.*app\\.m?js' process is already running \\(pid ${first.child.pid}\\)\\.\\n$`))
     }
