@@ -68,6 +68,12 @@ export declare function forceRelease(backend: string, name: string, dir?: string
 /** The state of one lock, without taking it or creating anything. */
 export declare function inspectLock(backend: string, name: string, dir?: string | undefined | null): NativeLockState
 
+/**
+ * Windows: every process started from now on dies with this one (the core's
+ * `child_lifetime`); false elsewhere, where nothing is done. For `proclock run` only.
+ */
+export declare function killChildrenOnExit(): boolean
+
 /** Every lock of every backend in the lock directory. */
 export declare function listLocks(dir?: string | undefined | null): NativeListing
 

@@ -13,7 +13,8 @@ import { parseArgs } from 'node:util'
 
 import { type AcquireOptions, forceRelease, inspect, Lock, LockTimeoutError, type LockState, type OwnerInfo, RwLock } from './index'
 import { listWithSkipped } from './inspect'
-import { holdDescriptor } from './lock'
+import { killChildrenOnExit } from './binding.cjs'
+import { holdDescriptor, native } from './lock'
 import { rwHoldDescriptor } from './rw-lock'
 import { MAX_DESCRIPTION_BYTES } from './validate'
 
@@ -86,16 +87,18 @@ const commands: Record<string, Command> = {
       backend,
       ...common,
     },
-    details: `The lock is released when the command ends. Its exit code is passed through.
-The command holds the lock too (on Unix): it inherits the descriptor that keeps the hold, as
-with flock(1), so if proclock itself is killed (SIGKILL, the OOM killer) the lock stays held
-until the command, and anything it started that kept that descriptor (fd 3), has ended; the
-next holder then sees ownerDied. If it is
+    details: `The lock is released when the command ends. Its exit code is passed through. If it is
 killed by a signal, proclock releases the lock and then kills itself with the same signal, so
 the caller sees what it would have seen without proclock (it exits with 128 + the signal number
 instead for signals that would dump core or that Node ignores, such as SIGPIPE). SIGTERM and
 SIGHUP sent to proclock are passed on to the command; SIGINT and SIGQUIT are not (the terminal
-already sends them to the command), and proclock waits for the command to end.`,
+already sends them to the command), and proclock waits for the command to end.
+
+The command never runs unlocked. On Unix it holds the lock too: it inherits the descriptor
+that keeps the hold (fd 3), as with flock(1), so if proclock itself is killed (SIGKILL, the
+OOM killer) the lock stays held until the command, and anything it started that kept fd 3,
+has ended; the next holder then sees ownerDied. On Windows, where a lock cannot be handed to
+another process, the command and anything it started are killed when proclock ends.`,
     main: runCommand,
   },
   hold: {
@@ -371,6 +374,11 @@ async function runCommand(name: string | undefined, values: Record<string, strin
     const plain = new Lock(name, options)
     lock = { name, acquire: (o) => plain.acquire(o), owner: () => plain.owner(), holdDescriptor: () => holdDescriptor(plain), close: () => plain.close() }
   }
+  // Windows cannot hand a hold to another process (its locks belong to the process that took
+  // them), so there the command is made to die with proclock instead (a kill-on-close job
+  // object, see the core's child_lifetime.rs). Done before acquiring: if it cannot be done,
+  // the command is not run at all rather than run where it could outlive its hold.
+  native(() => killChildrenOnExit())
   await acquire(lock, values, description, conflictCode)
 
   // The command holds the lock too, as with flock(1): it inherits, as fd 3, the descriptor
@@ -380,7 +388,8 @@ async function runCommand(name: string | undefined, values: Record<string, strin
   // SIGKILLed or OOM-killed, the command does not run on unlocked: the hold lasts until the
   // command (and whatever it started that kept fd 3) has ended, and the next holder then sees
   // ownerDied. Our own release below still ends the hold at once when the command ends. On
-  // Windows no descriptor can carry a hold (locks belong to the process), and this is null.
+  // Windows no descriptor can carry a hold (locks belong to the process), and this is null:
+  // the job object above covers that case.
   const fd = lock.holdDescriptor()
   const child = spawn(rest[0], rest.slice(1), { stdio: fd === null ? 'inherit' : ['inherit', 'inherit', 'inherit', fd] })
   const forward = (signal: NodeJS.Signals) => () => void child.kill(signal)

@@ -149,6 +149,13 @@ pub fn crash_steps() -> Vec<String> {
   proclock_core::crash_points::Step::ALL.iter().map(|s| s.name().to_owned()).collect()
 }
 
+/// Windows: every process started from now on dies with this one (the core's
+/// `child_lifetime`); false elsewhere, where nothing is done. For `proclock run` only.
+#[napi]
+pub fn kill_children_on_exit() -> napi::Result<bool, Code> {
+  proclock_core::child_lifetime::kill_children_on_exit().map_err(js_err)
+}
+
 /// Why an asynchronous acquisition did not succeed.
 #[napi(object)]
 pub struct NativeFailure {
