@@ -74,6 +74,28 @@ for (const backend of ['file', 'shm'] as const) {
     waiter.close()
   })
 
+  test.serial(`run (${backend}): a run that had to wait for the lock hands its command the hold it waited for`, async (t) => {
+    // file: a hold won by a wait is held on the wait request's own description, not the main one.
+    const dir = lockDir()
+    mkdirSync(join(dir, '..', 'rec'), { recursive: true })
+    const pidFile = join(dir, '..', 'rec', 'pid')
+    const first = new Lock('job', { dir, backend })
+    t.true(first.tryAcquire())
+    const run = startCli(['run', 'job', '--dir', dir, '--backend', backend, '--', 'sh', '-c', `echo $$ > ${pidFile}; exec sleep 60`])
+    await sleep(500)
+    first.release()
+    await until('the command started', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'))
+    const command = Number(readFileSync(pidFile, 'utf8'))
+    run.proc.kill('SIGKILL')
+    await exited(run.proc)
+    await sleep(300)
+    t.false(first.tryAcquire(), 'the command still holds the lock')
+    process.kill(command, 'SIGKILL')
+    await first.acquire({ timeout: 5000 })
+    t.true(first.ownerDied)
+    first.close()
+  })
+
   test.serial(`run (${backend}): a normal run passes the exit code and releases, even if its command leaves a child with the descriptor`, async (t) => {
     const dir = lockDir()
     mkdirSync(join(dir, '..', 'rec'), { recursive: true })
