@@ -43,6 +43,11 @@ export declare class NativeLock {
   giveBack(): void
   isLocked(): boolean
   owner(): NativeOwner | null
+  /**
+   * The descriptor whose lifetime keeps this handle's current hold (the core's
+   * `hold_descriptor`), or null when it holds nothing or on Windows.
+   */
+  holdDescriptor(): number | null
   close(): void
 }
 
@@ -72,6 +77,8 @@ export declare class NativeRwLock {
   giveBack(): void
   isLocked(): boolean
   owner(): NativeOwner | null
+  /** As `NativeLock::holdDescriptor`, for whichever half holds. */
+  holdDescriptor(): number | null
   close(): void
 }
 
@@ -81,13 +88,25 @@ export declare function forceRelease(backend: string, name: string, dir?: string
 /** The state of one lock, without taking it or creating anything. */
 export declare function inspectLock(backend: string, name: string, dir?: string | undefined | null): NativeLockState
 
+/**
+ * Windows: every process started from now on dies with this one (the core's
+ * `child_lifetime`); false elsewhere, where nothing is done. For `proclock run` only.
+ */
+export declare function killChildrenOnExit(): boolean
+
 /** Every lock of every backend in the lock directory. */
-export declare function listLocks(dir?: string | undefined | null): Array<NativeLockState>
+export declare function listLocks(dir?: string | undefined | null): NativeListing
 
 /** Why an asynchronous acquisition did not succeed. */
 export interface NativeFailure {
   code: string
   message: string
+}
+
+/** Every lock of every backend in the lock directory, and the entries left out. */
+export interface NativeListing {
+  locks: Array<NativeLockState>
+  skipped: Array<NativeSkipped>
 }
 
 /** One lock as seen from outside. */
@@ -106,4 +125,10 @@ export interface NativeOwner {
   since: number
   token: bigint
   alive: boolean
+}
+
+/** A directory entry that the listing left out, and why. */
+export interface NativeSkipped {
+  entry: string
+  why: string
 }

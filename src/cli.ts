@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The `proclock` command: see and steer locks from a shell. Every command goes through the
-// public API (Lock, inspect, list, forceRelease); this file only parses arguments, prints, and
-// maps outcomes to exit codes.
+// public API (Lock, inspect, list, forceRelease), plus two internal hooks that are not public:
+// the descriptor that keeps a hold (for `run` to hand the hold to its command) and the entries
+// `list` left out (to show them). This file only parses arguments, prints, and maps outcomes to
+// exit codes.
 
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -9,7 +11,12 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { type AcquireOptions, forceRelease, inspect, list, Lock, LockTimeoutError, type LockState, type OwnerInfo, RwLock } from './index'
+import { type AcquireOptions, forceRelease, inspect, Lock, LockTimeoutError, type LockState, type OwnerInfo, RwLock } from './index'
+import { listWithSkipped } from './inspect'
+import { killChildrenOnExit } from './binding.cjs'
+import { holdDescriptor, native } from './lock'
+import { rwHoldDescriptor } from './rw-lock'
+import { MAX_DESCRIPTION_BYTES } from './validate'
 
 /** Exit codes (README "Exit codes"). */
 export const EXIT = {
@@ -85,7 +92,13 @@ killed by a signal, proclock releases the lock and then kills itself with the sa
 the caller sees what it would have seen without proclock (it exits with 128 + the signal number
 instead for signals that would dump core or that Node ignores, such as SIGPIPE). SIGTERM and
 SIGHUP sent to proclock are passed on to the command; SIGINT and SIGQUIT are not (the terminal
-already sends them to the command), and proclock waits for the command to end.`,
+already sends them to the command), and proclock waits for the command to end.
+
+The command never runs unlocked. On Unix it holds the lock too: it inherits the descriptor
+that keeps the hold (fd 3), as with flock(1), so if proclock itself is killed (SIGKILL, the
+OOM killer) the lock stays held until the command, and anything it started that kept fd 3,
+has ended; the next holder then sees ownerDied. On Windows, where a lock cannot be handed to
+another process, the command and anything it started are killed when proclock ends.`,
     main: runCommand,
   },
   hold: {
@@ -185,13 +198,48 @@ ${c.details ? `\n${c.details}\n` : ''}`
 
 // --- argument values ---
 
+/**
+ * A finite number >= `min`. Infinity (and anything that overflows to it, such as 1e400) is
+ * refused rather than taken as "for ever": each option has a way to say that (leave it out),
+ * and a non-finite delay would otherwise reach a timer, which fires at once on values it
+ * cannot hold.
+ */
 function number(value: string | boolean | undefined, option: string, min: number, integer = false): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
-  if (typeof value !== 'string' || value.trim() === '' || Number.isNaN(n) || n < min || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${option} must be ${integer ? 'an integer' : 'a number'} >= ${min}, not ${JSON.stringify(value)}`)
+  if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${option} must be a finite ${integer ? 'integer' : 'number'} >= ${min}, not ${quote(String(value))}`)
   }
   return n
+}
+
+/** An explicit --message: refused, like any description over the limit, rather than cut. */
+function message(value: string | boolean | undefined, command: string): string | undefined {
+  const text = str(value)
+  if (text === undefined) return undefined
+  const bytes = Buffer.byteLength(text)
+  if (bytes > MAX_DESCRIPTION_BYTES) {
+    throw new UsageError(`--message must be at most ${MAX_DESCRIPTION_BYTES} UTF-8 bytes, not ${bytes}`, command)
+  }
+  return text
+}
+
+// Node's timers hold at most 2^31-1 ms (about 24.8 days); a longer delay fires after 1 ms.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Call `fn` once, `ms` milliseconds from now, for any finite `ms`: long delays are chained timers. */
+function after(ms: number, fn: () => void): { cancel(): void } {
+  const end = performance.now() + ms
+  let timer: NodeJS.Timeout
+  const arm = (left: number) => {
+    timer = setTimeout(() => {
+      const rest = end - performance.now()
+      if (rest > 0.5) arm(rest)
+      else fn()
+    }, Math.min(Math.max(left, 0), MAX_TIMER_MS))
+  }
+  arm(ms)
+  return { cancel: () => clearTimeout(timer) }
 }
 
 function str(value: string | boolean | undefined): string | undefined {
@@ -215,6 +263,26 @@ function truncate(text: string, max: number): string {
 
 // --- output ---
 
+// Characters that must not reach a terminal raw, beyond the C0 controls JSON.stringify already
+// escapes: DEL, the C1 controls (U+009B is a one-character CSI to many terminals), the line and
+// paragraph separators, and the bidirectional overrides that make text display in another order.
+const UNSAFE = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+const escape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+
+/**
+ * A name or description as the human-readable output shows it: a JSON string, with the few
+ * characters JSON leaves raw escaped too. Names and descriptions are anyone's text: raw, an
+ * escape sequence would reach the terminal and a newline would forge a row of the table.
+ */
+function quote(text: string): string {
+  return JSON.stringify(text).replace(UNSAFE, escape)
+}
+
+/** A message that may contain anyone's text (an error naming a lock), made safe to print. */
+function safe(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f]/g, escape).replace(UNSAFE, escape)
+}
+
 function toJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
 }
@@ -226,12 +294,12 @@ function ago(since: number): string {
 
 function describe(s: LockState): string {
   const o = s.owner
-  if (o === null) return `${JSON.stringify(s.name)}: free`
+  if (o === null) return `${quote(s.name)}: free`
   const who = o.pid === 0 ? 'an unknown holder' : `pid ${o.pid}`
-  const desc = o.description ? `, ${JSON.stringify(o.description)}` : ''
+  const desc = o.description ? `, ${quote(o.description)}` : ''
   const since = o.since > 0 ? ` since ${new Date(o.since).toISOString()} (${ago(o.since)})` : ''
-  if (!o.alive) return `${JSON.stringify(s.name)}: free (its holder, ${who}, died holding it; the next acquirer takes it over), token ${o.token}${desc}`
-  return `${JSON.stringify(s.name)}: locked by ${who}${since}, token ${o.token}${desc}`
+  if (!o.alive) return `${quote(s.name)}: free (its holder, ${who}, died holding it; the next acquirer takes it over), token ${o.token}${desc}`
+  return `${quote(s.name)}: locked by ${who}${since}, token ${o.token}${desc}`
 }
 
 /** What `run` and `hold` acquire: a Lock, or the read side of an RwLock (`--shared`). */
@@ -242,10 +310,16 @@ interface Acquirable {
   close(): void
 }
 
+/** What `run` acquires: it also hands the hold to its command. */
+interface Runnable extends Acquirable {
+  /** The descriptor that keeps the current hold (see lock.ts's holdDescriptor), or null. */
+  holdDescriptor(): number | null
+}
+
 function conflictMessage(lock: Acquirable, error: LockTimeoutError, nonblock: boolean): string {
   const o = lock.owner()
-  const by = o && o.alive ? ` by pid ${o.pid}${o.description ? ` (${JSON.stringify(o.description)})` : ''}` : ''
-  return nonblock ? `${JSON.stringify(lock.name)} is locked${by}` : `${error.message}: ${JSON.stringify(lock.name)} is locked${by}`
+  const by = o && o.alive ? ` by pid ${o.pid}${o.description ? ` (${quote(o.description)})` : ''}` : ''
+  return nonblock ? `${quote(lock.name)} is locked${by}` : `${error.message}: ${quote(lock.name)} is locked${by}`
 }
 
 // --- commands ---
@@ -255,12 +329,14 @@ function untilSignal(ms?: number): Promise<string> {
   return new Promise((resolve) => {
     const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
     const done = (why: string) => {
-      clearTimeout(timer)
+      clearInterval(keepAlive)
+      timer?.cancel()
       for (const signal of signals) process.removeListener(signal, handlers[signal])
       resolve(why)
     }
     // Without a time limit the timer only keeps the process alive until a signal comes.
-    const timer = ms === undefined ? setInterval(() => {}, 1 << 30) : setTimeout(() => done('time is up'), ms)
+    const keepAlive = ms === undefined ? setInterval(() => {}, 1 << 30) : undefined
+    const timer = ms === undefined ? undefined : after(ms, () => done('time is up'))
     const handlers = Object.fromEntries(signals.map((signal) => [signal, () => done(signal)])) as Record<(typeof signals)[number], () => void>
     for (const signal of signals) process.on(signal, handlers[signal])
   })
@@ -286,17 +362,36 @@ async function runCommand(name: string | undefined, values: Record<string, strin
   const conflictCode = number(values['conflict-exit-code'], 'conflict-exit-code', 0, true) ?? EXIT.conflict
   if (conflictCode > 255) throw new UsageError('--conflict-exit-code must be at most 255', 'run')
   const options = lockOptions(values)
-  let lock: Acquirable
+  // The default description, the command line, may be long: it is shortened (ending in
+  // "..."); an explicit --message is the user's own words, and is refused if too long.
+  const description = message(values.message, 'run') ?? truncate(`proclock run ${rest.join(' ')}`, MAX_DESCRIPTION_BYTES)
+  let lock: Runnable
   if (values.shared) {
     if (options.backend === 'shm') throw new UsageError("--shared takes a reader-writer lock, which only the file backend has (drop --backend shm)", 'run')
     const rw = new RwLock(name, { dir: options.dir })
-    lock = { name, acquire: (o) => rw.read(o), owner: () => rw.owner(), close: () => rw.close() }
+    lock = { name, acquire: (o) => rw.read(o), owner: () => rw.owner(), holdDescriptor: () => rwHoldDescriptor(rw), close: () => rw.close() }
   } else {
-    lock = new Lock(name, options)
+    const plain = new Lock(name, options)
+    lock = { name, acquire: (o) => plain.acquire(o), owner: () => plain.owner(), holdDescriptor: () => holdDescriptor(plain), close: () => plain.close() }
   }
-  await acquire(lock, values, truncate(str(values.message) ?? `proclock run ${rest.join(' ')}`, 256), conflictCode)
+  // Windows cannot hand a hold to another process (its locks belong to the process that took
+  // them), so there the command is made to die with proclock instead (a kill-on-close job
+  // object, see the core's child_lifetime.rs). Done before acquiring: if it cannot be done,
+  // the command is not run at all rather than run where it could outlive its hold.
+  native(() => killChildrenOnExit())
+  await acquire(lock, values, description, conflictCode)
 
-  const child = spawn(rest[0], rest.slice(1), { stdio: 'inherit' })
+  // The command holds the lock too, as with flock(1): it inherits, as fd 3, the descriptor
+  // whose lifetime keeps the hold (the file backend: the open file description that holds the
+  // kernel lock; shm: this process's liveness registration, which makes its holds count as
+  // alive). Node's spawn dup2()s it into the child without close-on-exec. So if proclock is
+  // SIGKILLed or OOM-killed, the command does not run on unlocked: the hold lasts until the
+  // command (and whatever it started that kept fd 3) has ended, and the next holder then sees
+  // ownerDied. Our own release below still ends the hold at once when the command ends. On
+  // Windows no descriptor can carry a hold (locks belong to the process), and this is null:
+  // the job object above covers that case.
+  const fd = lock.holdDescriptor()
+  const child = spawn(rest[0], rest.slice(1), { stdio: fd === null ? 'inherit' : ['inherit', 'inherit', 'inherit', fd] })
   const forward = (signal: NodeJS.Signals) => () => void child.kill(signal)
   const handlers: Array<[NodeJS.Signals, () => void]> = [
     ['SIGTERM', forward('SIGTERM')],
@@ -316,7 +411,7 @@ async function runCommand(name: string | undefined, values: Record<string, strin
 
   if (ended.error) {
     const code = ended.error.code ?? 'ELOCKIO'
-    throw new CliFailure(`cannot run ${JSON.stringify(rest[0])}: ${ended.error.message}`, code, code === 'ENOENT' ? EXIT.notFound : EXIT.cannotExecute)
+    throw new CliFailure(`cannot run ${quote(rest[0])}: ${ended.error.message}`, code, code === 'ENOENT' ? EXIT.notFound : EXIT.cannotExecute)
   }
   if (ended.signal) {
     const n = constants.signals[ended.signal] ?? 0
@@ -334,15 +429,17 @@ async function runCommand(name: string | undefined, values: Record<string, strin
 async function holdCommand(name: string | undefined, values: Record<string, string | boolean | undefined>): Promise<number> {
   if (name === undefined) throw new UsageError('missing NAME', 'hold')
   const seconds = number(values.for, 'for', 0)
+  if (seconds !== undefined && !Number.isFinite(seconds * 1000)) throw new UsageError(`--for ${seconds} is too long`, 'hold')
+  const description = message(values.message, 'hold')
   const lock = new Lock(name, lockOptions(values))
-  await acquire(lock, values, str(values.message), EXIT.conflict)
+  await acquire(lock, values, description, EXIT.conflict)
   // Listening before saying so: whoever reads the line may signal at once.
   const ended = untilSignal(seconds === undefined ? undefined : seconds * 1000)
   const until = seconds === undefined ? 'until interrupted (Ctrl-C)' : `for ${seconds} s`
-  process.stdout.write(`holding ${JSON.stringify(name)} (pid ${process.pid}, token ${lock.token}) ${until}\n`)
+  process.stdout.write(`holding ${quote(name)} (pid ${process.pid}, token ${lock.token}) ${until}\n`)
   const why = await ended
   lock.close()
-  process.stdout.write(`released ${JSON.stringify(name)} (${why})\n`)
+  process.stdout.write(`released ${quote(name)} (${why})\n`)
   return EXIT.ok
 }
 
@@ -354,8 +451,12 @@ function stateCommand(name: string | undefined, values: Record<string, string | 
 }
 
 function listCommand(name: string | undefined, values: Record<string, string | boolean | undefined>): number {
-  if (name !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(name)}`, 'list')
-  const all = list({ dir: str(values.dir) })
+  if (name !== undefined) throw new UsageError(`unexpected argument ${quote(name)}`, 'list')
+  const { locks: all, skipped } = listWithSkipped({ dir: str(values.dir) })
+  // Entries named like lock files that are not ours (a directory, a FIFO, a symlink, a file
+  // with other owners' access or other hard links) are left out of the list, never fatal to
+  // it: one line each on stderr says which and why.
+  for (const s of skipped) process.stderr.write(`proclock: skipped ${quote(s.entry)}: ${safe(s.why)}\n`)
   if (values.json) {
     process.stdout.write(`${toJson(all)}\n`)
     return EXIT.ok
@@ -367,7 +468,7 @@ function listCommand(name: string | undefined, values: Record<string, string | b
   const rows = all.map((s) => {
     const o = s.owner
     const state = o === null ? 'free' : o.alive ? 'locked' : 'dead holder'
-    return [s.name, state, o ? String(o.pid) : '-', o ? String(o.token) : '-', o && o.since > 0 ? new Date(o.since).toISOString() : '-', o?.description ?? '']
+    return [quote(s.name), state, o ? String(o.pid) : '-', o ? String(o.token) : '-', o && o.since > 0 ? new Date(o.since).toISOString() : '-', o?.description ? quote(o.description) : '']
   })
   const header = ['NAME', 'STATE', 'PID', 'TOKEN', 'SINCE', 'DESCRIPTION']
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
@@ -399,9 +500,13 @@ async function traceCommand(name: string | undefined, values: Record<string, str
   }
   const ended = untilSignal()
   look()
-  const timer = setInterval(look, interval)
+  // Chained one-shot timers rather than setInterval, which cannot hold an interval over 2^31-1 ms.
+  let timer = after(interval, function tick() {
+    look()
+    timer = after(interval, tick)
+  })
   await ended
-  clearInterval(timer)
+  timer.cancel()
   return EXIT.ok
 }
 
@@ -410,17 +515,17 @@ function releaseCommand(name: string | undefined, values: Record<string, string 
   const options = lockOptions(values)
   if (values.force !== true) {
     throw new UsageError(
-      `refusing to release ${JSON.stringify(name)} without --force: its holder would not be told and would carry on as if it held it`,
+      `refusing to release ${quote(name)} without --force: its holder would not be told and would carry on as if it held it`,
       'release',
     )
   }
   const before = inspect(name, options).owner
   if (!forceRelease(name, options)) {
-    process.stdout.write(`${JSON.stringify(name)} was not held\n`)
+    process.stdout.write(`${quote(name)} was not held\n`)
     return EXIT.ok
   }
   const who = before && before.pid !== 0 ? ` (it was held by pid ${before.pid}, token ${before.token})` : ''
-  process.stdout.write(`released ${JSON.stringify(name)}${who}\n`)
+  process.stdout.write(`released ${quote(name)}${who}\n`)
   return EXIT.ok
 }
 
@@ -439,7 +544,7 @@ function exitCodeOf(error: unknown): number {
 function report(error: unknown, command: string | undefined): void {
   const e = error as { message?: string; code?: unknown }
   const code = typeof e?.code === 'string' ? ` (${e.code})` : ''
-  let text = `proclock: ${e?.message ?? String(error)}${code}\n`
+  let text = `proclock: ${safe(e?.message ?? String(error))}${code}\n`
   if (error instanceof UsageError || (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS'))) {
     text += `Try 'proclock ${command} --help'.\n`
   }
@@ -461,7 +566,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok
   }
   if (first === undefined || !Object.hasOwn(commands, first)) {
-    process.stderr.write(first === undefined ? mainHelp() : `proclock: unknown command ${JSON.stringify(first)}\nTry 'proclock --help'.\n`)
+    process.stderr.write(first === undefined ? mainHelp() : `proclock: unknown command ${quote(first)}\nTry 'proclock --help'.\n`)
     return EXIT.usage
   }
   const command = commands[first]
@@ -488,10 +593,10 @@ export async function main(argv: string[]): Promise<number> {
     const [name, ...more] = positionals
     let rest: string[] = []
     if (first === 'run') {
-      if (split >= 0 && more.length > 0) throw new UsageError(`unexpected ${JSON.stringify(more[0])} before --`, first)
+      if (split >= 0 && more.length > 0) throw new UsageError(`unexpected ${quote(more[0])} before --`, first)
       rest = split >= 0 ? args.slice(split + 1) : more
     } else if (more.length > 0) {
-      throw new UsageError(`unexpected argument ${JSON.stringify(more[0])}`, first)
+      throw new UsageError(`unexpected argument ${quote(more[0])}`, first)
     }
     return await command.main(name, values, rest)
   } catch (error) {

@@ -33,10 +33,31 @@ export function inspect(name: string, options?: LockOptions): LockState {
   return state(native(() => inspectLock(o.backend, name, o.dir)))
 }
 
-/** Every lock in the lock directory (every name ever opened there), with its holder, sorted by name. */
-export function list(options?: { dir?: string }): LockState[] {
+/** A directory entry named like a lock file that `list` left out, and why. */
+export interface SkippedEntry {
+  entry: string
+  why: string
+}
+
+/**
+ * `list`, and the entries it left out (for `proclock list`, which shows them on stderr; not
+ * part of the public API).
+ */
+export function listWithSkipped(options?: { dir?: string }): { locks: LockState[]; skipped: SkippedEntry[] } {
   const o = checkListOptions(options)
-  return native(() => listLocks(o.dir)).map(state)
+  const listing = native(() => listLocks(o.dir))
+  return { locks: listing.locks.map(state), skipped: listing.skipped }
+}
+
+/**
+ * Every lock in the lock directory (every name ever opened there), with its holder, sorted by
+ * name. Stray entries named like lock files (a directory, a FIFO, a symlink, a file that is not
+ * private or has other hard links) are left out; `NODE_DEBUG=proclock` logs each with why.
+ */
+export function list(options?: { dir?: string }): LockState[] {
+  const { locks, skipped } = listWithSkipped(options)
+  for (const s of skipped) debug('list: skipped %j: %s', s.entry, s.why)
+  return locks
 }
 
 /**

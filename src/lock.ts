@@ -157,7 +157,14 @@ export function native<T>(call: () => T): T {
 }
 
 // The loss signals of a Lock, for its Holds (set in Lock's static block).
-let lossOf: (lock: Lock) => LossSignals | null
+let lossOf: (lock: Lock) => LossSignals
+
+/**
+ * For the `proclock run` command only (not part of the public API): the descriptor whose
+ * lifetime keeps `lock`'s current hold (the core's `hold_descriptor`), or null when it holds
+ * nothing or on Windows. Set by Lock's static block, which alone can reach the native handle.
+ */
+export let holdDescriptor!: (lock: Lock) => number | null
 
 /**
  * A handle on the lock `name`: every process or thread that opens the same name (in the same lock
@@ -174,6 +181,10 @@ export class Lock implements Disposable, AsyncDisposable {
   readonly #tryUncontended: (description?: string) => boolean
   readonly #release: () => void
   #loss: LossSignals | null = null
+
+  static {
+    holdDescriptor = (lock) => lock.#native.holdDescriptor()
+  }
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)
@@ -357,7 +368,7 @@ export class Lock implements Disposable, AsyncDisposable {
   }
 
   static {
-    lossOf = (lock) => lock.#loss
+    lossOf = (lock) => (lock.#loss ??= new LossSignals(lock, lock.#native))
   }
 
   #releaseObserved(): void {
@@ -372,6 +383,14 @@ export class Lock implements Disposable, AsyncDisposable {
   }
 }
 
+/**
+ * One acquisition. It may end only itself: its lock may since have been released (or closed)
+ * and acquired again, and disposing this Hold then must not end that later acquisition (the
+ * README promises disposal after the end "does nothing"). An acquisition is told apart by its
+ * fencing token, which the core makes strictly larger for every acquisition of the lock. Nested
+ * holds of a reentrant lock share one acquisition (one token): each ends one level of it, as
+ * `release()` does.
+ */
 class LockHold implements Hold {
   readonly token: bigint
   readonly ownerDied: boolean
@@ -388,20 +407,34 @@ class LockHold implements Hold {
     if (lock === null) return null
     const signal = lock.lost
     // The lock's current (or lost) hold must be this one, not a later acquisition of the lock.
-    return signal !== null && (lock.token === this.token || lossOf(lock)?.lostHold(this.token)) ? signal : null
+    return signal !== null && (lock.token === this.token || lossOf(lock).lostHold(this.token)) ? signal : null
+  }
+
+  /** This hold's acquisition is still the lock's current one. */
+  #current(lock: Lock): boolean {
+    return lock.held && lock.token === this.token
   }
 
   release(): void {
     const lock = this.#lock
-    if (lock === null) throw new LockNotHeldError('this hold was already released')
     this.#lock = null
+    if (lock === null) throw new LockNotHeldError('this hold was already released')
+    if (!this.#current(lock)) {
+      // A hold that was lost (not released) says so: LockLostError, from the lock itself.
+      if (lossOf(lock).lostHold(this.token)) lock.release()
+      throw new LockNotHeldError('this hold has already ended (its lock was released or closed)')
+    }
     lock.release()
   }
 
   [Symbol.dispose](): void {
-    // Disposal after the hold already ended (released, or the lock closed) is a no-op.
-    if (this.#lock?.held) this.release()
+    // Disposal after the hold already ended (released, or the lock closed, even if the lock
+    // has been acquired again since) is a no-op. A hold that was lost is not: leaving a
+    // `using` block must not hide that the work in it may not have been exclusive, so it
+    // throws LockLostError, as release() does.
+    const lock = this.#lock
     this.#lock = null
+    if (lock !== null && (this.#current(lock) || lossOf(lock).lostHold(this.token))) lock.release()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

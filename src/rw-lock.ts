@@ -11,6 +11,9 @@ import { type AcquireOptions, checkAcquireOptions, checkLockOptions, checkName, 
 /** What an RwLock handle holds now. */
 export type RwHeld = 'read' | 'write' | null
 
+/** For `proclock run --shared` only (not public): as lock.ts's `holdDescriptor`, for whichever mode is held. */
+export let rwHoldDescriptor!: (lock: RwLock) => number | null
+
 /**
  * A reader-writer lock on `name`: any number of readers at once, or one writer, across
  * processes and threads. It lives on the `file` backend (kernel shared/exclusive file locks,
@@ -23,6 +26,10 @@ export class RwLock implements Disposable, AsyncDisposable {
   readonly backend = 'file' as const
   readonly #native: NativeRwLock
   #loss: LossSignals | null = null
+
+  static {
+    rwHoldDescriptor = (lock) => lock.#native.holdDescriptor()
+  }
 
   constructor(name: string, options?: LockOptions) {
     this.name = checkName(name)

@@ -20,21 +20,43 @@ export interface SingleInstanceOptions {
 const primaries = new Set<Lock>()
 
 /**
- * The name of "this program": the main script's real path (the executable in Electron, whose
- * argv[1] is not a script), as exclusiveprocess uses its caller's file. A path longer than a
- * lock name may be is shortened to its base name plus a hash of the whole.
+ * The name of "this program": the main module's real path (the executable in Electron, whose
+ * argv[1] is not a script), as exclusiveprocess uses its caller's file. Not `argv[1]` as typed:
+ * `node app`, `node app.js`, `node ./app.js` and a symlink to it start one program, and must
+ * get one name. A path longer than a lock name may be is shortened to its base name plus a
+ * hash of the whole.
  */
 function defaultName(): string {
-  const main = process.versions.electron !== undefined ? process.execPath : (process.argv[1] ?? process.execPath)
-  let path: string
-  try {
-    path = realpathSync(main)
-  } catch {
-    path = resolve(main)
-  }
+  const path = realPath(mainModule())
   if (Buffer.byteLength(path) <= 255) return path
   const hash = createHash('sha256').update(path).digest('hex').slice(0, 32)
   return `${basename(path).slice(0, 100)}#${hash}`
+}
+
+/** The file Node ran as the main module. */
+function mainModule(): string {
+  if (process.versions.electron !== undefined) return process.execPath
+  // A CommonJS main module: Node records the file it resolved.
+  const main = require.main?.filename
+  if (main !== undefined) return main
+  const typed = process.argv[1]
+  if (typed === undefined) return process.execPath
+  // An ES module main (no require.main): resolve argv[1] as Node resolved the entry point,
+  // the file as named, else with the extensions it tries (`node app` runs app.js).
+  const absolute = resolve(typed)
+  try {
+    return require.resolve(absolute)
+  } catch {
+    return absolute
+  }
+}
+
+function realPath(path: string): string {
+  try {
+    return realpathSync(path)
+  } catch {
+    return path
+  }
 }
 
 /** The primary's pid, read from the lock file. It may be a moment before the winner has written it. */

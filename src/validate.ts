@@ -39,7 +39,7 @@ export interface CheckedAcquireOptions {
 }
 
 const MAX_NAME_BYTES = 255
-const MAX_DESCRIPTION_BYTES = 256
+export const MAX_DESCRIPTION_BYTES = 256
 
 function options(value: unknown, name: string): Record<string, unknown> {
   if (value === undefined || value === null) return {}
@@ -60,6 +60,9 @@ export function checkName(name: unknown): string {
 export function checkDescription(value: unknown, name: string): string | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value)
+  // As for names: a lone surrogate has no UTF-8 form, so storing it would silently change the
+  // text (to U+FFFD); refused instead, the same way a name is.
+  if (!value.isWellFormed()) throw invalidArgValue(name, 'must be well-formed Unicode (no lone surrogates)')
   const bytes = Buffer.byteLength(value, 'utf8')
   if (bytes > MAX_DESCRIPTION_BYTES) {
     throw invalidArgValue(name, `must be at most ${MAX_DESCRIPTION_BYTES} UTF-8 bytes. Received ${bytes} bytes`, true)

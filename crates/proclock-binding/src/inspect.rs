@@ -41,16 +41,34 @@ pub fn inspect_lock(backend: String, name: String, dir: Option<String>) -> napi:
     .map_err(js_err)
 }
 
+/// A directory entry that the listing left out, and why.
+#[napi(object)]
+pub struct NativeSkipped {
+  pub entry: String,
+  pub why: String,
+}
+
+/// Every lock of every backend in the lock directory, and the entries left out.
+#[napi(object)]
+pub struct NativeListing {
+  pub locks: Vec<NativeLockState>,
+  pub skipped: Vec<NativeSkipped>,
+}
+
 /// Every lock of every backend in the lock directory.
 #[napi]
-pub fn list_locks(dir: Option<String>) -> napi::Result<Vec<NativeLockState>, Code> {
-  Ok(
-    inspect::list(dir.as_deref().map(Path::new))
-      .map_err(js_err)?
+pub fn list_locks(dir: Option<String>) -> napi::Result<NativeListing, Code> {
+  let (locks, skipped) = inspect::list_with_skipped(dir.as_deref().map(Path::new)).map_err(js_err)?;
+  Ok(NativeListing {
+    locks: locks.into_iter().map(NativeLockState::from).collect(),
+    skipped: skipped
       .into_iter()
-      .map(NativeLockState::from)
+      .map(|s| NativeSkipped {
+        entry: s.entry,
+        why: s.why,
+      })
       .collect(),
-  )
+  })
 }
 
 /// End the current hold of a lock, whoever holds it; false if it was not held.

@@ -149,6 +149,13 @@ pub fn crash_steps() -> Vec<String> {
   proclock_core::crash_points::Step::ALL.iter().map(|s| s.name().to_owned()).collect()
 }
 
+/// Windows: every process started from now on dies with this one (the core's
+/// `child_lifetime`); false elsewhere, where nothing is done. For `proclock run` only.
+#[napi]
+pub fn kill_children_on_exit() -> napi::Result<bool, Code> {
+  proclock_core::child_lifetime::kill_children_on_exit().map_err(js_err)
+}
+
 /// Why an asynchronous acquisition did not succeed.
 #[napi(object)]
 pub struct NativeFailure {
@@ -271,9 +278,28 @@ impl NativeLock {
     Ok(self.handle.owner().map_err(js_err)?.map(NativeOwner::from))
   }
 
+  /// The descriptor whose lifetime keeps this handle's current hold (the core's
+  /// `hold_descriptor`), or null when it holds nothing or on Windows.
+  #[napi]
+  pub fn hold_descriptor(&self) -> Option<i32> {
+    hold_descriptor(&self.handle)
+  }
+
   #[napi]
   pub fn close(&self) {
     self.handle.close();
+  }
+}
+
+fn hold_descriptor(handle: &Handle) -> Option<i32> {
+  #[cfg(unix)]
+  {
+    handle.hold_descriptor()
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = handle;
+    None
   }
 }
 
@@ -446,6 +472,12 @@ impl NativeRwLock {
   #[napi]
   pub fn owner(&self) -> napi::Result<Option<NativeOwner>, Code> {
     Ok(self.rw.halves()[1].owner().map_err(js_err)?.map(NativeOwner::from))
+  }
+
+  /// As `NativeLock::holdDescriptor`, for whichever half holds.
+  #[napi]
+  pub fn hold_descriptor(&self) -> Option<i32> {
+    self.rw.halves().into_iter().find_map(|h| hold_descriptor(h))
   }
 
   #[napi]

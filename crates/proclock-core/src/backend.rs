@@ -110,4 +110,8 @@ impl RawLock for AnyLock {
   fn files_gone(&self) -> Option<String> {
     dispatch!(self, l => l.files_gone())
   }
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    dispatch!(self, l => l.hold_descriptor())
+  }
 }

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use crate::crash_points::{reached, Step};
 use crate::error::{Error, ErrorKind, Result};
-use crate::inspect::Seen;
+use crate::inspect::{Listing, Seen, Skipped};
 use crate::lock_dir::LockDir;
 use crate::lock_file::{LockFile, Record};
 use crate::name::LockName;
@@ -448,6 +448,17 @@ impl RawLock for FileLock {
     (!self.dir.names(name, &self.lock_file.file))
       .then(|| format!("{} was deleted or moved while in use", self.lock_file.path.display()))
   }
+
+  /// The description that holds the kernel lock (the main one, or the wait request's own). The
+  /// lock belongs to the description, not to a descriptor or a process: a child that inherits
+  /// a duplicate keeps it held after we die, and the kernel ends it when the last duplicate
+  /// closes (then the record still says "held", so the next holder is told `owner_died`). An
+  /// explicit unlock here still ends it at once for everyone, children included.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    guard(&self.holding).as_ref().map(|(holding, _)| self.file_of(holding).as_raw_fd())
+  }
 }
 
 impl FileLock {
@@ -522,14 +533,26 @@ pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
   }
 }
 
-/// Every file lock in the directory: its readable name and holder. Files that are not
-/// proclock lock files are left out (their names say nothing proclock could report).
-pub fn list(dir: Option<&Path>) -> Result<Vec<(String, Seen)>> {
+/// Every file lock in the directory: its readable name and holder, and the entries named like
+/// lock files that were left out, with why. Files whose names are not lock-file names are not
+/// looked at (their names say nothing proclock could report).
+///
+/// One stray entry must not hide every other lock, so an entry that cannot be a lock file of
+/// ours is skipped and reported, never fatal: a directory, FIFO, socket or symlink (told from
+/// the directory entry's type, before anything is opened: opening a FIFO could block, and a
+/// symlink is never followed), or a file that opening refuses (another owner, mode bits for
+/// others, more than one hard link: `lock_dir.rs`). A file whose header is not a lock file's
+/// is not ours and is left out silently, as before. What still fails the listing: a lock file
+/// of ours (its header names the lock) whose record is damaged, which is a broken lock, not a
+/// stray entry, and must be noticed (`inspect` of that lock fails the same way); and failures
+/// that are not about the entry (out of descriptors, I/O errors), since a partial list
+/// presented as complete would mislead.
+pub fn list(dir: Option<&Path>) -> Result<Listing> {
   let Some(dir) = LockDir::shared_existing(dir)? else {
-    return Ok(Vec::new());
+    return Ok(Default::default());
   };
   let entries = std::fs::read_dir(dir.path()).map_err(|e| Error::io(format!("listing {}", dir.path().display()), e))?;
-  let mut out = Vec::new();
+  let (mut out, mut skipped) = (Vec::new(), Vec::new());
   for entry in entries {
     let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.path().display()), e))?;
     let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
@@ -538,11 +561,38 @@ pub fn list(dir: Option<&Path>) -> Result<Vec<(String, Seen)>> {
     if !(file_name.starts_with("file-") && file_name.ends_with(".lock")) {
       continue;
     }
-    if let Some((name, lf)) = LockFile::open_found(&dir, &file_name)? {
-      out.push((name, seen(&lf, &lf.file)?));
+    // `DirEntry::file_type` does not follow symlinks (it is the entry's own type).
+    match entry.file_type() {
+      Ok(t) if t.is_file() => {}
+      Ok(t) => {
+        let what = if t.is_dir() {
+          "a directory"
+        } else if t.is_symlink() {
+          "a symlink"
+        } else {
+          "not a regular file"
+        };
+        skipped.push(Skipped::new(&file_name, format!("{what}, not a lock file")));
+        continue;
+      }
+      // Removed since it was read: nothing to report.
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+      Err(e) => return Err(Error::io(format!("listing {}", dir.path().display()), e)),
+    }
+    let found = LockFile::open_found(&dir, &file_name).and_then(|found| match found {
+      Some((name, lf)) => seen(&lf, &lf.file).map(|s| Some((name, s))),
+      None => Ok(None),
+    });
+    match found {
+      Ok(Some(lock)) => out.push(lock),
+      Ok(None) => {}
+      Err(e) if e.kind() == ErrorKind::Permission => {
+        skipped.push(Skipped::new(&file_name, e.message().to_owned()));
+      }
+      Err(e) => return Err(e),
     }
   }
-  Ok(out)
+  Ok((out, skipped))
 }
 
 #[cfg(test)]
@@ -667,6 +717,33 @@ mod tests {
     w.try_lock(b"", true).unwrap().unwrap();
     assert!(r1.try_lock(b"", true).unwrap().is_none());
     w.unlock().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[test]
+  fn stray_entries_named_like_lock_files_are_skipped_and_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("stray");
+    let lock = open(&dir, Mode::Exclusive);
+    let real = dir.join(LockName::new("jobs").unwrap().file_name());
+    let stray = |c: char| dir.join(format!("file-{}.lock", c.to_string().repeat(32)));
+    std::fs::create_dir(stray('1')).unwrap();
+    let fifo = std::ffi::CString::new(stray('2').to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink(&real, stray('3')).unwrap();
+    std::fs::copy(&real, stray('4')).unwrap();
+    std::fs::set_permissions(stray('4'), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (locks, skipped) = list(Some(&dir)).unwrap();
+    assert_eq!(locks.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["jobs"]);
+    let mut why: Vec<_> = skipped.iter().map(|s| (s.entry.chars().nth(5).unwrap(), s.why.as_str())).collect();
+    why.sort();
+    assert!(why[0].1.contains("directory"), "{why:?}");
+    assert!(why[1].1.contains("not a regular file"), "{why:?}");
+    assert!(why[2].1.contains("symlink"), "{why:?}");
+    assert!(why[3].1.contains("mode 644"), "{why:?}");
+    assert_eq!(why.len(), 4);
+    drop(lock);
     let _ = std::fs::remove_dir_all(&dir);
   }
 

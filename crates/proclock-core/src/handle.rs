@@ -467,6 +467,17 @@ impl<R: RawLock + 'static> Handle<R> {
     self.held() && self.owner_died.load(Relaxed)
   }
 
+  /// The descriptor whose lifetime keeps this handle's current hold (see
+  /// [`RawLock::hold_descriptor`]); `None` when it holds nothing. Valid until the hold ends.
+  #[cfg(unix)]
+  pub fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    if self.held() {
+      self.raw.hold_descriptor()
+    } else {
+      None
+    }
+  }
+
   pub fn uuid(&self) -> String {
     format_uuid(&self.raw.uuid())
   }

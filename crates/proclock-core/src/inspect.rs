@@ -51,8 +51,26 @@ impl LockState {
   }
 }
 
-/// Every lock of one backend: readable name and holder.
-pub type Listing = Vec<(String, Seen)>;
+/// An entry of the lock directory that `list` left out, and why (a stray file named like a lock
+/// file, a lock table that cannot be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+  /// The entry's file name in the lock directory.
+  pub entry: String,
+  pub why: String,
+}
+
+impl Skipped {
+  pub fn new(entry: &str, why: String) -> Skipped {
+    Skipped {
+      entry: entry.to_owned(),
+      why,
+    }
+  }
+}
+
+/// Every lock of one backend (readable name and holder), and the entries it left out.
+pub type Listing = (Vec<(String, Seen)>, Vec<Skipped>);
 
 /// What a backend provides for inspection. `dir` is the lock directory asked for (`None`: the
 /// default directory; the facade has already applied `PROCLOCK_DIR`).
@@ -93,10 +111,17 @@ fn shm_look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
   }
 }
 
+/// The shm locks of the directory. Unlike a stray file lock, an unusable shm lock table (a
+/// damaged segment, or a foreign entry where a segment should be) fails the listing: it is not
+/// one stray entry beside the locks but the table they all live in, every shm lock operation in
+/// the directory fails on it too, and it must be noticed, not hidden.
 fn shm_list(dir: Option<&Path>) -> Result<Listing> {
   match ShmSpace::existing(dir)? {
-    Some(space) => Ok(space.list()?.into_iter().map(|(name, owner)| (name, Seen::from(owner))).collect()),
-    None => Ok(Vec::new()),
+    Some(space) => Ok((
+      space.list()?.into_iter().map(|(name, owner)| (name, Seen::from(owner))).collect(),
+      Vec::new(),
+    )),
+    None => Ok(Default::default()),
   }
 }
 
@@ -124,9 +149,17 @@ pub fn inspect(backend: Backend, name: &str, dir: Option<&Path>) -> Result<LockS
 
 /// Every lock of every backend in the directory, sorted by name (then backend).
 pub fn list(dir: Option<&Path>) -> Result<Vec<LockState>> {
-  let mut out = Vec::new();
+  list_with_skipped(dir).map(|(locks, _)| locks)
+}
+
+/// [`list`], and the directory entries named like lock files that it left out, with why (for
+/// `proclock list` to show: a stray entry is reported, never fatal to the listing).
+pub fn list_with_skipped(dir: Option<&Path>) -> Result<(Vec<LockState>, Vec<Skipped>)> {
+  let (mut out, mut skipped) = (Vec::new(), Vec::new());
   for b in BACKENDS {
-    for (name, seen) in (b.list)(dir)? {
+    let (locks, left_out) = (b.list)(dir)?;
+    skipped.extend(left_out);
+    for (name, seen) in locks {
       out.push(LockState {
         backend: b.backend,
         name,
@@ -135,7 +168,8 @@ pub fn list(dir: Option<&Path>) -> Result<Vec<LockState>> {
     }
   }
   out.sort_by(|x, y| (&x.name, x.backend.name()).cmp(&(&y.name, y.backend.name())));
-  Ok(out)
+  skipped.sort_by(|x, y| x.entry.cmp(&y.entry));
+  Ok((out, skipped))
 }
 
 /// End the current hold of lock `name`, whoever holds it. `Ok(false)` if it was not held (or

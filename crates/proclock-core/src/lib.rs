@@ -24,8 +24,11 @@
 //! | `waiter_pool.rs` | the threads async waits sleep on |
 //! | `process_info.rs` | pid and process start identity per OS |
 //! | `inspect.rs` | looking at locks from outside: inspect, list, forced release, per backend |
+//! | `child_lifetime.rs` | Windows: the processes we start die with us (`proclock run`) |
 //! | `crash_points.rs` | the numbered protocol steps where tests kill a process (free when shipped) |
 
+#[cfg(not(loom))]
+pub mod child_lifetime;
 pub mod crash_points;
 pub mod error;
 pub mod lock_word;

@@ -106,6 +106,20 @@ pub struct Liveness {
   probes: Mutex<HashMap<u16, File>>,
 }
 
+impl Registration {
+  /// The descriptor holding this process's liveness lock. A process that inherits a duplicate
+  /// of it keeps the lock, and so keeps this process slot occupied, after this process dies:
+  /// `holder_is_dead` then answers "alive" for every holder of this slot that is its current
+  /// occupant (step 2 above, before any pid cross-check), which is how `proclock run` hands
+  /// an shm hold to the command it runs. Nobody else can claim the slot meanwhile (its
+  /// liveness lock cannot be had), so no seq of it is reissued either.
+  /// `None` for a view that only looks (it has no registration to hand on).
+  #[cfg(unix)]
+  pub fn descriptor(&self) -> Option<std::os::fd::RawFd> {
+    self._live.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
+  }
+}
+
 impl Liveness {
   /// Open the process table and claim a process slot.
   pub fn register(dir: &LockDir) -> Result<Liveness> {

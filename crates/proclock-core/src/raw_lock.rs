@@ -91,6 +91,14 @@ pub trait RawLock: Send + Sync {
   fn files_gone(&self) -> Option<String> {
     None
   }
+  /// The descriptor whose lifetime keeps a hold of this handle alive, for handing the hold to
+  /// a child process (`proclock run` passes it to the command it runs, as `flock(1)` does):
+  /// while any process keeps a duplicate of it open, the hold survives the death of this one.
+  /// Meaningful only while this handle holds (`Handle::hold_descriptor` checks that); `None`
+  /// if the backend has no such descriptor. Unix only: on Windows, file locks and the liveness
+  /// lock belong to the process that took them, so no descriptor can carry them to another.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd>;
 }
 
 /// Canonical hyphenated form of a UUID.

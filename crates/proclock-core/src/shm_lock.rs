@@ -468,6 +468,16 @@ impl RawLock for ShmLock {
       self.space.settle(slot, holder);
     }))
   }
+
+  /// This process's liveness registration (`liveness.rs`): a hold's word names our process
+  /// slot, and the holder counts as alive exactly while that slot's liveness lock is held. A
+  /// child that inherits this descriptor keeps it held after we die, so our holds stay alive
+  /// until the child ends too; then the next contender's liveness check takes them over
+  /// (`owner_died`). Every hold of this process shares the one descriptor.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    self.space.liveness.me().descriptor()
+  }
 }
 
 /// Wall-clock milliseconds for `since` (diagnostics only; no timeout reads the wall clock).
