@@ -42,6 +42,7 @@ async function round(t: import('ava').ExecutionContext, backend: 'shm' | 'file',
   t.true(lost.lostAgain, 'lock.lost still gives the aborted signal of the lost hold')
   t.true(lost.holdLost, 'Hold.lost is the same signal')
   t.is(lost.release, 'ELOCKLOST', 'release() throws ELOCKLOST')
+  t.is(lost.holdDispose, 'ELOCKLOST', 'disposing the lost Hold (leaving a using block) throws ELOCKLOST')
   t.is(lost.idleTry, 'ELOCKLOST', "an idle handle's tryAcquire throws ELOCKLOST")
   t.is(lost.again, 'ELOCKLOST', 'acquiring again on the lost handle throws ELOCKLOST')
   t.is(lost.close, null, 'close() works')
