@@ -155,6 +155,7 @@ function python(kind, how) {
     how,
     only: ['run_perf'],
     async available() {
+      if (process.platform === 'win32') return 'POSIX only (py_child.py uses os.pread and os.pwrite)'
       const { pythonStatus } = await import('./setup.mjs')
       const status = pythonStatus()
       return status.python ? true : `skipped: ${status.skip}`
