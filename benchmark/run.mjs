@@ -8,6 +8,11 @@
 //
 // Speed is reported, never asserted. Lost updates are asserted: the process exits 1 if any lock
 // loses one in run_perf or scaling, or if a workload failed.
+//
+// The tables go to stdout; progress goes to stderr, one line per step (which workload, trial
+// and lock; the share of the planned work done; time elapsed and an estimate of time left).
+// Contestants are listed in locks.mjs: proclock, the floor (benchmark/bare-futex, four forms)
+// and the peers, Node ones in child.mjs processes and Python ones in py_child.py processes.
 import { fork, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'

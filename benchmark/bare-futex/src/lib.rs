@@ -146,7 +146,19 @@ fn waiter(env: sys::napi_env, l: &'static Lock) -> &'static Waiter {
     unsafe {
       let mut name = ptr::null_mut();
       sys::napi_create_string_utf8(env, c"bare-futex waiter".as_ptr(), -1, &mut name);
-      sys::napi_create_threadsafe_function(env, ptr::null_mut(), ptr::null_mut(), name, 0, 1, ptr::null_mut(), None, slot_ptr.cast(), Some(settle), slot_ptr);
+      sys::napi_create_threadsafe_function(
+        env,
+        ptr::null_mut(),
+        ptr::null_mut(),
+        name,
+        0,
+        1,
+        ptr::null_mut(),
+        None,
+        slot_ptr.cast(),
+        Some(settle),
+        slot_ptr,
+      );
       sys::napi_unref_threadsafe_function(env, *slot_ptr);
     }
     let tsfn = unsafe { *slot_ptr } as usize;
@@ -159,7 +171,11 @@ fn waiter(env: sys::napi_env, l: &'static Lock) -> &'static Waiter {
           lock(word, spin);
           // SAFETY: the thread-safe function is never released (it lives for the process).
           unsafe {
-            sys::napi_call_threadsafe_function(tsfn as sys::napi_threadsafe_function, deferred as *mut c_void, sys::ThreadsafeFunctionCallMode::nonblocking)
+            sys::napi_call_threadsafe_function(
+              tsfn as sys::napi_threadsafe_function,
+              deferred as *mut c_void,
+              sys::ThreadsafeFunctionCallMode::nonblocking,
+            )
           };
         }
       })
@@ -205,10 +221,18 @@ pub fn open_bare_lock<'env>(env: &'env Env, path: String, spin: Option<u32>) -> 
   // SAFETY: the mapping is page-aligned and never unmapped (forgotten below).
   let word: &'static AtomicU32 = unsafe { &*(map.as_mut_ptr() as *const AtomicU32) };
   std::mem::forget(map); // the floor never unmaps: lives for the process
-  let data = Box::leak(Box::new(Lock { word, spin: spin.unwrap_or(0), waiter: OnceLock::new() })) as *mut Lock as *mut c_void;
+  let data = Box::leak(Box::new(Lock {
+    word,
+    spin: spin.unwrap_or(0),
+    waiter: OnceLock::new(),
+  })) as *mut Lock as *mut c_void;
   let mut obj = Object::new(env)?;
-  let callbacks: [(&str, sys::napi_callback); 4] =
-    [("tryLock", Some(try_lock_cb)), ("lock", Some(lock_cb)), ("unlock", Some(unlock_cb)), ("lockAsync", Some(lock_async_cb))];
+  let callbacks: [(&str, sys::napi_callback); 4] = [
+    ("tryLock", Some(try_lock_cb)),
+    ("lock", Some(lock_cb)),
+    ("unlock", Some(unlock_cb)),
+    ("lockAsync", Some(lock_async_cb)),
+  ];
   for (name, cb) in callbacks {
     let mut f = ptr::null_mut();
     // SAFETY: valid env; the data pointer outlives every call.
