@@ -44,7 +44,10 @@ const lockfile = lazy('lockfile')
 const bare = lazy('./build/bare.cjs')
 
 // The spin of the spinning floor variant: how many times a contender re-reads the word before
-// it sleeps (bare-futex/src/lib.rs). 100, the bound the issue's own measurement used.
+// it sleeps (bare-futex/src/lib.rs). 100 re-reads with a pause between them take a few
+// microseconds on current x86 and ARM cores, about as long as the run_perf critical section
+// (a read and a write system call): long enough for a holder on another core to let go, short
+// enough that a contender whose holder is descheduled soon gives up and sleeps.
 export const FLOOR_SPIN = 100
 
 let proclockModule
