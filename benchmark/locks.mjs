@@ -1,10 +1,21 @@
-// Every lock the benchmark measures, in one list, each called the way its users call it.
+// Every lock the benchmark measures, in one list, each called the fastest way it allows.
+//
+// The rule, for every row: where a library has a non-blocking try, its acquire tries first on
+// the calling thread and only then waits (`tryLock(fd) || await waitForLock(fd)`), because
+// proclock's `acquire()` and `acquireSync()` do exactly that; a row that waits at once (always a
+// thread hop for an asynchronous peer) would compare a different call shape. Releases use the
+// library's synchronous unlock where it has one (an unlock never waits). Polling libraries get
+// the shortest poll that is still a wait. Each contestant's `how` says how it is called, and the
+// tables print it.
 //
 // A contestant is one library used in one way (synchronously or asynchronously). It says how to
 // open a lock by key in the current process and, for each workload it cannot do, why not: the
 // tables then show "n/a" with that reason instead of a number. The parent (run.mjs) and the
 // child processes (child.mjs) both read this list, so a workload in a child opens exactly the
 // lock the parent asked for.
+//
+// Contestants with `python` run in Python processes (py_child.py, the run_perf workload only),
+// with the virtual environment setup.mjs makes.
 //
 // `open(key, ctx)` returns:
 //   try()      one uncontended attempt (never waits); used by the uncontended workloads
@@ -31,6 +42,13 @@ const osLock = lazy('os-lock')
 const properLockfile = lazy('proper-lockfile')
 const lockfile = lazy('lockfile')
 const bare = lazy('./build/bare.cjs')
+
+// The spin of the spinning floor variant: how many times a contender re-reads the word before
+// it sleeps (bare-futex/src/lib.rs). 100 re-reads with a pause between them take a few
+// microseconds on current x86 and ARM cores, about as long as the run_perf critical section
+// (a read and a write system call): long enough for a holder on another core to let go, short
+// enough that a contender whose holder is descheduled soon gives up and sleeps.
+export const FLOOR_SPIN = 100
 
 let proclockModule
 /** proclock's API, imported once per process. */
@@ -64,6 +82,7 @@ function proclock(backend, mode) {
     mode,
     backend,
     uncontendedLabel: mode === 'sync' ? 'tryAcquire + release' : 'await acquire + release',
+    how: mode === 'sync' ? '`acquireSync()` (tries on the JS thread, then waits); `release()`' : '`await acquire()` (tries on the JS thread, then waits on a thread); `release()`',
     // The file backend is being built; its rows appear on their own once `new Lock(name,
     // { backend: 'file' })` works (see available()).
     async available(ctx) {
@@ -92,6 +111,61 @@ function proclock(backend, mode) {
   }
 }
 
+const CONTENDED = ['run_perf', 'run_perf_warm', 'handoff', 'scaling']
+
+/**
+ * The floor, Drepper's futex mutex (bare-futex), in four forms: synchronous (`lock()`, the JS
+ * thread sleeps in the futex) or asynchronous (`await lockAsync()`: tries on the JS thread, else
+ * a waiter thread sleeps and settles the promise through a thread-safe function), each without
+ * and with a bounded spin before sleeping. Every row is compared with the better of the two of
+ * its own mode, trial by trial. The spinning forms only take part where there is contention to
+ * spin on, and the uncontended rows are the same code for both.
+ */
+function floor(mode, spin) {
+  const sync = mode === 'sync'
+  return {
+    id: `floor${sync ? '' : '-async'}${spin ? '-spin' : ''}`,
+    label: `bare futex ${sync ? 'lock' : 'await lockAsync'}${spin ? `, spin ${spin}` : ''} (${sync ? '' : 'async '}floor)`,
+    library: 'bare futex (floor)',
+    family: 'floor',
+    mode,
+    spin,
+    uncontendedLabel: sync ? 'tryLock + unlock' : 'await lockAsync + unlock',
+    how: `${sync ? '`lock()`: CAS, then' : '`await lockAsync()`: CAS on the JS thread, then on a waiter thread'}${spin ? ` up to ${spin} re-reads,` : ''} mark and \`FUTEX_WAIT\`${sync ? '' : ', settled through a thread-safe function'}; \`unlock()\``,
+    only: spin ? CONTENDED : [...CONTENDED, ...(sync ? ['uncontended_sync', 'many', 'recovery'] : ['uncontended_async'])],
+    na: { recovery: NO_CRASH_RECOVERY },
+    available: () => (process.platform === 'linux' ? true : 'Linux only (it is a futex)'),
+    open(key, ctx) {
+      const l = bare().openBareLock(join(ctx.scratch, `bare-${key.replace(/[^\w.-]/g, '_')}`), spin)
+      if (sync) return { try: l.tryLock, acquire: l.lock, release: l.unlock, direct: { raw: l, pair: "if (!l.tryLock()) throw new Error('busy'); l.unlock()" } }
+      return { acquire: l.lockAsync, release: l.unlock, direct: { raw: l, pair: 'await l.lockAsync(); l.unlock()' } }
+    },
+  }
+}
+
+/**
+ * A Python lock (py_child.py says how each is called), in the run_perf workload only: the
+ * seeds of the comparison (shmlock) and its Python peers.
+ */
+function python(kind, how) {
+  return {
+    id: `py-${kind}`,
+    label: `${kind} (Python)`,
+    library: `${kind} (Python)`,
+    family: 'peer',
+    mode: 'sync',
+    python: kind,
+    how,
+    only: ['run_perf'],
+    async available() {
+      if (process.platform === 'win32') return 'POSIX only (py_child.py uses os.pread and os.pwrite)'
+      const { pythonStatus } = await import('./setup.mjs')
+      const status = pythonStatus()
+      return status.python ? true : `skipped: ${status.skip}`
+    },
+  }
+}
+
 /** The contestants, in table order: the floor first, then proclock, then the peers. */
 export const contestants = [
   {
@@ -100,32 +174,14 @@ export const contestants = [
     library: 'no lock',
     family: 'none',
     mode: 'sync',
-    only: ['run_perf'],
+    only: ['run_perf', 'run_perf_warm'],
+    how: 'no lock at all: shows that the workload races',
     open: () => ({ try: () => true, acquire() {}, release() {} }),
   },
-  {
-    id: 'floor',
-    label: 'bare futex (floor)',
-    library: 'bare futex (floor)',
-    family: 'floor',
-    mode: 'sync',
-    uncontendedLabel: 'tryLock + unlock',
-    available: () => (process.platform === 'linux' ? true : 'Linux only (it is a futex)'),
-    na: { recovery: NO_CRASH_RECOVERY },
-    open(key, ctx) {
-      const l = bare().openBareLock(join(ctx.scratch, `bare-${key.replace(/[^\w.-]/g, '_')}`))
-      return { try: l.tryLock, acquire: l.lock, release: l.unlock, direct: { raw: l, pair: "if (!l.tryLock()) throw new Error('busy'); l.unlock()" } }
-    },
-  },
-  {
-    id: 'floor-async',
-    label: 'bare futex (floor)',
-    library: 'bare futex (floor)',
-    family: 'floor',
-    mode: 'async',
-    only: ['uncontended_async'],
-    na: { all: 'no asynchronous API (a few lines of synchronous Rust)' },
-  },
+  floor('sync', 0),
+  floor('sync', FLOOR_SPIN),
+  floor('async', 0),
+  floor('async', FLOOR_SPIN),
   proclock('shm', 'sync'),
   proclock('shm', 'async'),
   proclock('file', 'sync'),
@@ -137,18 +193,21 @@ export const contestants = [
     family: 'peer',
     mode: 'sync',
     uncontendedLabel: "flockSync('exnb') + flockSync('un')",
+    how: "`flockSync(fd, 'exnb')`, if refused `flockSync(fd, 'ex')`; `flockSync(fd, 'un')`",
     open(key, ctx) {
       const fd = openFd(ctx, key)
+      const f = fsExt()
+      const tryLock = () => {
+        try {
+          f.flockSync(fd, 'exnb')
+          return true
+        } catch {
+          return false
+        }
+      }
       return {
-        try: () => {
-          try {
-            fsExt().flockSync(fd, 'exnb')
-            return true
-          } catch {
-            return false
-          }
-        },
-        acquire: () => fsExt().flockSync(fd, 'ex'),
+        try: tryLock,
+        acquire: () => tryLock() || f.flockSync(fd, 'ex'),
         release: () => fsExt().flockSync(fd, 'un'),
         direct: { raw: { f: fsExt(), fd }, pair: "l.f.flockSync(l.fd, 'exnb'); l.f.flockSync(l.fd, 'un')" },
       }
@@ -160,11 +219,25 @@ export const contestants = [
     library: 'fs-ext',
     family: 'peer',
     mode: 'async',
-    uncontendedLabel: "flock('ex') + flock('un'), promisified",
+    uncontendedLabel: "flockSync('exnb') || await flock('ex'), flockSync('un')",
+    how: "`flockSync(fd, 'exnb')`, if refused `await` the callback `flock(fd, 'ex')` (promisified); `flockSync(fd, 'un')`",
     open(key, ctx) {
       const fd = openFd(ctx, key)
-      const flock = promisify(fsExt().flock)
-      return { acquire: () => flock(fd, 'ex'), release: () => flock(fd, 'un'), direct: { raw: { flock, fd }, pair: "await l.flock(l.fd, 'ex'); await l.flock(l.fd, 'un')" } }
+      const f = fsExt()
+      const flock = promisify(f.flock)
+      const tryLock = () => {
+        try {
+          f.flockSync(fd, 'exnb')
+          return true
+        } catch {
+          return false
+        }
+      }
+      return {
+        acquire: () => tryLock() || flock(fd, 'ex'),
+        release: () => f.flockSync(fd, 'un'),
+        direct: { raw: { flock, tryLock, f, fd }, pair: "l.tryLock() || (await l.flock(l.fd, 'ex')); l.f.flockSync(l.fd, 'un')" },
+      }
     },
   },
   {
@@ -174,12 +247,13 @@ export const contestants = [
     family: 'peer',
     mode: 'sync',
     uncontendedLabel: 'tryLock + unlock',
+    how: '`tryLock(fd) || waitForLockSync(fd)`; `unlock(fd)`',
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const x = fsx()
       return {
         try: () => x.tryLock(fd),
-        acquire: () => x.waitForLockSync(fd),
+        acquire: () => x.tryLock(fd) || x.waitForLockSync(fd),
         release: () => x.unlock(fd),
         direct: { raw: { x, fd }, pair: "if (!l.x.tryLock(l.fd)) throw new Error('busy'); l.x.unlock(l.fd)" },
       }
@@ -191,11 +265,12 @@ export const contestants = [
     library: 'fs-native-extensions',
     family: 'peer',
     mode: 'async',
-    uncontendedLabel: 'await waitForLock + unlock',
+    uncontendedLabel: 'tryLock || await waitForLock, unlock',
+    how: '`tryLock(fd) || await waitForLock(fd)`; `unlock(fd)`',
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const x = fsx()
-      return { acquire: () => x.waitForLock(fd), release: () => x.unlock(fd), direct: { raw: { x, fd }, pair: 'await l.x.waitForLock(l.fd); l.x.unlock(l.fd)' } }
+      return { acquire: () => x.tryLock(fd) || x.waitForLock(fd), release: () => x.unlock(fd), direct: { raw: { x, fd }, pair: 'l.x.tryLock(l.fd) || (await l.x.waitForLock(l.fd)); l.x.unlock(l.fd)' } }
     },
   },
   {
@@ -214,6 +289,7 @@ export const contestants = [
     family: 'peer',
     mode: 'async',
     uncontendedLabel: 'await lock + await unlock',
+    how: '`await lock(fd, { exclusive: true })`; `await unlock(fd)` (no synchronous call at all, so no try on the JS thread: its `immediate` try is a thread hop too)',
     // fcntl record locks belong to the process: two handles in one process never exclude each
     // other, which only the many-locks workload could notice (it never contends).
     open(key, ctx) {
@@ -233,6 +309,7 @@ export const contestants = [
     family: 'peer',
     mode: 'sync',
     uncontendedLabel: 'lockSync + release',
+    how: '`lockSync(file)`; its `release()`',
     na: { contended: "lockSync cannot wait (it rejects retries: 'ESYNC')" },
     open(key, ctx) {
       const file = lockFile(ctx, key)
@@ -258,24 +335,29 @@ export const contestants = [
     library: 'proper-lockfile',
     family: 'peer',
     mode: 'async',
-    uncontendedLabel: 'await lock + await release',
+    uncontendedLabel: 'lockSync (try) || await lock, unlockSync',
+    how: '`lockSync(file)`, if refused `await lock(file, { retries: { forever, 1-10 ms } })`; `unlockSync(file)`',
     stale: true,
     // How its users wait: retries with back-off. `forever: true` (not a large count, which
-    // makes every lock() precompute a huge timeout table); 1 to 10 ms between tries.
+    // makes every lock() precompute a huge timeout table); 1 to 10 ms between tries. The
+    // synchronous lockSync (no retries) is its try on the JS thread.
     open(key, ctx) {
       const file = lockFile(ctx, key)
-      const opts = {
-        realpath: false,
-        retries: { forever: true, minTimeout: 1, maxTimeout: 10 },
-        ...(ctx.stale ? { stale: ctx.stale } : {}),
+      const base = { realpath: false, ...(ctx.stale ? { stale: ctx.stale } : {}) }
+      const opts = { ...base, retries: { forever: true, minTimeout: 1, maxTimeout: 10 } }
+      const p = properLockfile()
+      const tryLock = () => {
+        try {
+          p.lockSync(file, base)
+          return true
+        } catch {
+          return false
+        }
       }
-      let release = null
       return {
-        acquire: async () => {
-          release = await properLockfile().lock(file, opts)
-        },
-        release: () => release(),
-        direct: { raw: { p: properLockfile(), file, opts }, pair: 'const release = await l.p.lock(l.file, l.opts); await release()' },
+        acquire: () => tryLock() || p.lock(file, opts),
+        release: () => p.unlockSync(file, base),
+        direct: { raw: { p, tryLock, file, opts, base }, pair: 'l.tryLock() || (await l.p.lock(l.file, l.opts)); l.p.unlockSync(l.file, l.base)' },
       }
     },
   },
@@ -286,6 +368,7 @@ export const contestants = [
     family: 'peer',
     mode: 'sync',
     uncontendedLabel: 'lockSync + unlockSync',
+    how: '`lockSync(file)`; `unlockSync(file)`',
     na: { contended: "lockSync cannot wait ('opts.wait not supported sync')" },
     open(key, ctx) {
       const file = `${lockFile(ctx, key)}.lock`
@@ -310,17 +393,36 @@ export const contestants = [
     library: 'lockfile',
     family: 'peer',
     mode: 'async',
-    uncontendedLabel: 'lock + unlock, promisified',
+    uncontendedLabel: 'lockSync (try) || await lock, unlockSync',
+    how: '`lockSync(file)`, if refused `await lock(file, { wait, pollPeriod: 1 })` (promisified); `unlockSync(file)`',
     stale: true,
     // How its users wait: `wait` with polling. The default poll is 100 ms; 1 ms is its best case.
+    // The synchronous lockSync is its try on the JS thread.
     open(key, ctx) {
       const file = `${lockFile(ctx, key)}.lock`
-      const opts = { wait: 1e9, pollPeriod: 1, ...(ctx.stale ? { stale: ctx.stale } : {}) }
-      const lock = promisify(lockfile().lock)
-      const unlock = promisify(lockfile().unlock)
-      return { acquire: () => lock(file, opts), release: () => unlock(file), direct: { raw: { lock, unlock, file, opts }, pair: 'await l.lock(l.file, l.opts); await l.unlock(l.file)' } }
+      const base = ctx.stale ? { stale: ctx.stale } : {}
+      const opts = { wait: 1e9, pollPeriod: 1, ...base }
+      const lf = lockfile()
+      const lock = promisify(lf.lock)
+      const tryLock = () => {
+        try {
+          lf.lockSync(file, base)
+          return true
+        } catch {
+          return false
+        }
+      }
+      return {
+        acquire: () => tryLock() || lock(file, opts),
+        release: () => lf.unlockSync(file),
+        direct: { raw: { lock, tryLock, lf, file, opts }, pair: 'l.tryLock() || (await l.lock(l.file, l.opts)); l.lf.unlockSync(l.file)' },
+      }
     },
   },
+  python('portalocker', '`lock(f, LOCK_EX | LOCK_NB)`, if refused `lock(f, LOCK_EX)` (a kernel `flock` wait); `unlock(f)`'),
+  python('fasteners', '`InterProcessLock.acquire(delay=0.001, max_delay=0.001)` (tries, then polls every 1 ms); `release()`'),
+  python('filelock', '`FileLock.acquire(poll_interval=0.001)` (tries, then polls every 1 ms); `release()`'),
+  python('shmlock', "`ShmLock(name, poll_interval=0.001).acquire()` (tries, then polls every 1 ms), kept out of Python's resource tracker as its run_perf does; `release()`"),
 ]
 
 export const byId = (id) => {
@@ -336,6 +438,7 @@ export const byId = (id) => {
  */
 export function notApplicable(c, workload) {
   if (c.only && !c.only.includes(workload)) return false
+  if (workload === 'run_perf_warm') workload = 'run_perf'
   if (workload === 'uncontended_sync' && c.mode !== 'sync') return false
   if (workload === 'uncontended_async' && c.mode !== 'async') return false
   if (c.na?.all) return c.na.all

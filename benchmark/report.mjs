@@ -1,5 +1,5 @@
 // The benchmark's results as markdown: the full report (docs/benchmarks/results.md), the
-// README's summary, and the MISSION.md section 5 targets, all from the results object run.mjs
+// README's summary, and the project's performance targets, all from the results object run.mjs
 // builds. Nothing here measures anything.
 
 const BEGIN = '<!-- bench:begin (written by npm run bench; do not edit by hand) -->'
@@ -22,11 +22,27 @@ function bestPeer(rows, key, higherIsBetter = false, mode = undefined) {
   if (peers.length === 0) return null
   return peers.reduce((a, b) => ((higherIsBetter ? b[key] > a[key] : b[key] < a[key]) ? b : a))
 }
-const floorRow = (rows) => rows?.find((r) => r.family === 'floor' && !r.na && !r.error)
+/**
+ * The floor row a row is compared with: the better of the floor variants (with or without spin)
+ * called the same way (`mode`, sync or async; the synchronous floor when not given). `key` is
+ * the figure and `higher` whether more is better.
+ */
+function floorRow(rows, mode = 'sync', key = undefined, higher = false) {
+  const floors = (rows ?? []).filter((r) => r.family === 'floor' && r.mode === mode && !r.na && !r.error)
+  if (floors.length === 0) return undefined
+  if (!key) return floors[0]
+  const valued = floors.filter((r) => typeof r[key] === 'number')
+  if (valued.length === 0) return floors[0]
+  return valued.reduce((a, b) => ((higher ? b[key] > a[key] : b[key] < a[key]) ? b : a))
+}
 const row = (rows, id) => rows?.find((r) => r.id === id && !r.na && !r.error)
 const unavailableCell = (r) => (r.na ? `n/a: ${r.na}` : r.error ? `**failed**: ${r.error}` : null)
 
 function table(header, align, body) {
+  // A `|` in a cell (`tryLock(fd) || ...`) would end the cell, even inside a code span: GFM
+  // takes it escaped.
+  const cell = (c) => String(c).replace(/\|/g, '\\|')
+  body = body.map((cells) => cells.map(cell))
   return [`| ${header.join(' | ')} |`, `|${align.map((a) => (a === 'r' ? '---:' : a === 'c' ? ':---:' : '---')).join('|')}|`, ...body.map((cells) => `| ${cells.join(' | ')} |`)].join('\n')
 }
 
@@ -35,12 +51,12 @@ export function machineLine(meta) {
   return `${meta.date} · ${meta.cores} cores (${meta.cpu}) · ${meta.os} · Node ${meta.node}${meta.quick ? ' · quick mode (smoke sizes)' : ''}`
 }
 
-/** The MISSION.md section 5 targets, each { what, value, met } (met null: not measured). */
+/** The performance targets, each { what, value, met } (met null: not measured). */
 export function targets(results) {
   const out = []
   const add = (what, value, met) => out.push({ what, value, met })
   const us = results.uncontendedSync
-  const floor = floorRow(us)
+  const floor = floorRow(us, 'sync', 'ns')
   const pl = row(us, 'proclock-sync')
   const fsExt = row(us, 'fs-ext-sync')
   if (us) {
@@ -54,22 +70,39 @@ export function targets(results) {
     const real = rp.filter((r) => r.family !== 'none' && !r.na)
     add('run_perf: zero lost updates for every lock', real.map((r) => (r.error ? 'failed' : r.lost)).join(' / '), real.every((r) => r.lost === 0))
     const s = row(rp, 'proclock-sync')
-    add('run_perf sync throughput at least 0.95x the floor', s?.vsFloor ? times(s.vsFloor) : 'not measured', s?.vsFloor ? s.vsFloor >= 0.95 : null)
+    add('run_perf sync throughput at least 0.95x the better floor (with or without spin)', s?.vsFloor ? times(s.vsFloor) : 'not measured', s?.vsFloor ? s.vsFloor >= 0.95 : null)
     const a = row(rp, 'proclock-async')
+    for (const [p, mode] of [
+      [s, 'sync'],
+      [a, 'async'],
+    ]) {
+      const b = bestPeer(rp, 'throughput', true, mode)
+      add(`run_perf ${mode} ahead of every peer called ${mode === 'sync' ? 'synchronously' : 'asynchronously'} at its best`, p && b ? `${times(p.throughput / b.throughput)} ${b.label}` : 'not measured', p && b ? p.throughput > b.throughput : null)
+    }
     const fa = row(rp, 'fsx-async')
-    const ratio = a && fa ? median(a.perTrial.map((x, i) => x / fa.perTrial[i])) : null
-    add("run_perf async throughput at least 2x fs-native-extensions' async lock", ratio ? times(ratio) : 'not measured', ratio ? ratio >= 2 : null)
+    const ratio = a && fa && a.perTrial.length === fa.perTrial.length ? median(a.perTrial.map((x, i) => x / fa.perTrial[i])) : null
+    add("run_perf async throughput at least 2x fs-native-extensions' async lock (called `tryLock(fd) || await waitForLock(fd)`)", ratio ? times(ratio) : 'not measured', ratio ? ratio >= 2 : null)
   }
   const warm = results.runPerfWarm?.rows
   if (warm) {
     const s = row(warm, 'proclock-sync')
-    add('diagnostic, not a MISSION target: run_perf sync after a warm-up, against the same 0.95x', s?.vsFloor ? times(s.vsFloor) : 'not measured', s?.vsFloor ? s.vsFloor >= 0.95 : null)
+    add('diagnostic, not a target: run_perf sync after a warm-up, against the same 0.95x of the better floor', s?.vsFloor ? times(s.vsFloor) : 'not measured', s?.vsFloor ? s.vsFloor >= 0.95 : null)
   }
   const h = results.handoff
   if (h) {
     const a = row(h, 'proclock-async')
-    const f = floorRow(h)
-    add('handoff p50 (`await acquire()`) within 3x of the floor\'s', a && f ? `${times(a.p50 / f.p50)} (${num(a.p50)} vs ${num(f.p50)} µs)` : 'not measured', a && f ? a.p50 / f.p50 <= 3 : null)
+    const fa = floorRow(h, 'async', 'p50')
+    add('handoff p50, `await acquire()`, within 1.5x of the better async floor', a?.p50VsFloor ? `${times(a.p50VsFloor)} (${num(a.p50)} vs ${num(fa?.p50)} µs)` : 'not measured', a?.p50VsFloor ? a.p50VsFloor <= 1.5 : null)
+    const s = row(h, 'proclock-sync')
+    const fs = floorRow(h, 'sync', 'p50')
+    add('handoff p50, `acquireSync()`, within 1.2x of the better floor', s?.p50VsFloor ? `${times(s.p50VsFloor)} (${num(s.p50)} vs ${num(fs?.p50)} µs)` : 'not measured', s?.p50VsFloor ? s.p50VsFloor <= 1.2 : null)
+  }
+  const sc = results.scaling
+  if (sc) {
+    const s = row(sc.rows, 'proclock-sync')
+    const ratios = s?.vsFloor ? sc.counts.map((n) => s.vsFloor[n]).filter((x) => typeof x === 'number') : []
+    const worst = ratios.length ? Math.min(...ratios) : null
+    add(`scaling 1 to ${sc.counts.at(-1)} processes, \`acquireSync()\`, at least 0.95x the better floor at every point (the worst)`, worst === null ? 'not measured' : times(worst), worst === null ? null : worst >= 0.95)
   }
   const rec = results.recovery
   if (rec) {
@@ -99,11 +132,16 @@ export function renderMarkdown(results) {
   say(`Lock files and shared counters live on ${meta.scratchFs}.`)
   say()
   say('The floor is a bare cross-process CAS + futex lock with no owner record and no crash safety')
-  say('(benchmark/bare-futex), called exactly like proclock\'s hot path: what proclock costs on top of it')
-  say('is what a ratio to the floor shows. "x floor" and "x best peer" are this row\'s figure divided by')
-  say("the floor's and by the best peer's in the same table (for times, below 1 is faster; for")
-  say('throughput, above 1 is more). Every peer is called the way its users call it; where it cannot do')
-  say('a workload the row says n/a and why.')
+  say("(benchmark/bare-futex, Drepper's three-state futex mutex), called exactly like proclock's hot")
+  say('path: what proclock costs on top of it is what a ratio to the floor shows. It runs without and')
+  say('with a bounded spin before sleeping, synchronously (`lock()`) and asynchronously (`await')
+  say('lockAsync()`: a try on the JS thread, then a waiter thread that settles the promise through a')
+  say('thread-safe function, the cheapest asynchronous cross-process handoff Node allows). "x floor"')
+  say('is this row\'s figure divided by the better floor variant called the same way (sync or async),')
+  say('trial by trial where there are trials; "x best peer" divides by the best peer called the same')
+  say('way (for times, below 1 is faster; for throughput, above 1 is more). Every peer is called the')
+  say('fastest way it allows (a try on the calling thread first, then the wait, as proclock does; see')
+  say('"How each lock is called"); where it cannot do a workload the row says n/a and why.')
   if (Object.keys(meta.unavailable).length) {
     say()
     for (const [id, why] of Object.entries(meta.unavailable)) say(`- \`${id}\` not run: ${why}`)
@@ -112,9 +150,24 @@ export function renderMarkdown(results) {
 
   const tgt = targets(results)
   if (tgt.length) {
-    say('## Targets (MISSION.md section 5)')
+    say('## Targets')
     say()
     say(table(['target', 'measured', 'met'], ['l', 'r', 'c'], tgt.map((t) => [t.what, t.value, t.met === null ? '–' : t.met ? 'yes' : '**no**'])))
+    say()
+  }
+
+  const how = new Map()
+  // In the order of the contended tables, which list every contestant in the benchmark's order.
+  for (const key of ['runPerf', 'runPerfWarm', 'handoff', 'scaling', 'recovery', 'uncontendedSync', 'uncontendedAsync']) {
+    const w = results[key]
+    for (const r of Array.isArray(w) ? w : (w?.rows ?? [])) if (r.how && !how.has(r.label)) how.set(r.label, r.how)
+  }
+  if (how.size) {
+    say('## How each lock is called')
+    say()
+    say('The acquire and release of every row of the contended workloads (run_perf, handoff, scaling, recovery); the uncontended tables show the timed pair itself.')
+    say()
+    say(table(['lock', 'acquire; release'], ['l', 'l'], [...how].map(([label, h]) => [label, h])))
     say()
   }
 
@@ -124,7 +177,7 @@ export function renderMarkdown(results) {
   ]) {
     const rows = results[key]
     if (!rows) continue
-    const f = floorRow(rows)
+    const f = floorRow(rows, key === 'uncontendedSync' ? 'sync' : 'async', 'ns')
     const b = bestPeer(rows, 'ns')
     say(`## ${title} (${unit}, median of ${meta.sizes.rounds} interleaved rounds)`)
     say()
@@ -182,11 +235,10 @@ export function renderMarkdown(results) {
 
   if (results.handoff) {
     const rows = results.handoff
-    const f = floorRow(rows)
     const best = (r) => bestPeer(rows, 'p50', false, r.mode)
     say(`## Handoff latency: release in one process to the waiting acquire returning in another (µs)`)
     say()
-    say(`Two processes pass the lock back and forth ${meta.sizes.handoffRounds} times a trial; the waiter has been waiting 2 ms when the holder releases. From just before \`release()\` to just after the acquire returns (or its promise resolves), on one monotonic clock. Each process first warms up as in the warmed run_perf. Percentiles per trial, median of ${meta.sizes.handoffTrials} interleaved trials; "x best peer" compares with the best peer called the same way.`)
+    say(`Two processes pass the lock back and forth ${meta.sizes.handoffRounds} times a trial; the waiter has been waiting 2 ms when the holder releases. From just before \`release()\` to just after the acquire returns (or its promise resolves), on one monotonic clock. Each process first warms up as in the warmed run_perf. Percentiles per trial, median of ${meta.sizes.handoffTrials} interleaved trials; "p50 x floor" is the median of the per-trial ratios to the better floor called the same way (an asynchronous row against the asynchronous floor), "x best peer" compares with the best peer called the same way.`)
     say()
     say(
       table(
@@ -196,7 +248,7 @@ export function renderMarkdown(results) {
           const na = unavailableCell(r)
           if (na) return [r.label, na, '', '', '']
           const b = best(r)
-          return [r.label, num(r.p50), num(r.p99), f ? times(r.p50 / f.p50) : '–', b ? times(r.p50 / b.p50) : '–']
+          return [r.label, num(r.p50), num(r.p99), times(r.p50VsFloor), b ? times(r.p50 / b.p50) : '–']
         }),
       ),
     )
@@ -209,16 +261,18 @@ export function renderMarkdown(results) {
     say()
     say(`The run_perf cycle, ${cyclesPerRun.toLocaleString('en-US')} cycles a run shared among the processes; median of ${meta.sizes.scalingTrials} interleaved trials. The machine has ${meta.cores} cores.`)
     say()
-    const f = floorRow(rows)
+    say('"x floor": the median of the per-trial ratios to the better floor called the same way; "worst" is the lowest over the process counts.')
+    say()
     say(
       table(
-        ['lock', ...counts.map((n) => `${n} proc`), `${counts.at(-1)} proc x floor`, 'lost updates'],
-        ['l', ...counts.map(() => 'r'), 'r', 'r'],
+        ['lock', ...counts.map((n) => `${n} proc`), `${counts.at(-1)} proc x floor`, 'worst x floor', 'lost updates'],
+        ['l', ...counts.map(() => 'r'), 'r', 'r', 'r'],
         rows.map((r) => {
           const na = unavailableCell(r)
-          if (na) return [r.label, na, ...counts.map(() => ''), '']
+          if (na) return [r.label, na, ...counts.map(() => ''), '', '']
           const last = counts.at(-1)
-          return [r.label, ...counts.map((n) => group(r.throughput[n])), f ? times(r.throughput[last] / f.throughput[last]) : '–', String(r.lost ?? 0)]
+          const ratios = counts.map((n) => r.vsFloor?.[n]).filter((x) => typeof x === 'number')
+          return [r.label, ...counts.map((n) => group(r.throughput[n])), times(r.vsFloor?.[last]), ratios.length ? times(Math.min(...ratios)) : '–', String(r.lost ?? 0)]
         }),
       ),
     )
@@ -283,11 +337,16 @@ export function renderReadmeBlock(results) {
   const line = (what, rows, key, { higher = false, unit = '', proclockId = 'proclock-sync', fmt = num } = {}) => {
     if (!rows) return null
     const p = row(rows, proclockId)
-    const f = floorRow(rows)
+    const f = floorRow(rows, p?.mode ?? 'sync', key, higher)
     const b = bestPeer(rows, key, higher, p?.mode)
     const cell = (r) => (r ? `${fmt(r[key])}${unit}` : 'n/a')
     // Throughput against the floor: the median of per-trial ratios, as in the full report.
-    const ratio = (a, c) => (!a || !c ? '–' : times(c === f && a.vsFloor !== undefined ? a.vsFloor : a[key] / c[key]))
+    const ratio = (a, c) => {
+      if (!a || !c) return '–'
+      if (c === f && typeof a.vsFloor === 'number' && key === 'throughput') return times(a.vsFloor)
+      if (c === f && typeof a.p50VsFloor === 'number' && key === 'p50') return times(a.p50VsFloor)
+      return times(a[key] / c[key])
+    }
     return [what, `**${cell(p)}**`, cell(f), b ? `${cell(b)} (${b.label})` : 'n/a', ratio(p, f), ratio(p, b)]
   }
   const rows = [
@@ -300,14 +359,14 @@ export function renderReadmeBlock(results) {
     line('handoff p50, µs, `await acquire()`', results.handoff, 'p50', { proclockId: 'proclock-async' }),
     line('recovery after SIGKILL p99, ms, `await acquire()`', results.recovery, 'p99', { proclockId: 'proclock-async' }),
   ].filter(Boolean)
-  say(table(['', 'proclock', 'floor', 'best peer, called the same way', 'proclock x floor', 'proclock x best peer'], ['l', 'r', 'r', 'l', 'r', 'r'], rows))
+  say(table(['', 'proclock', 'better floor, called the same way', 'best peer, called the same way (at its fastest)', 'proclock x floor', 'proclock x best peer'], ['l', 'r', 'r', 'l', 'r', 'r'], rows))
   say()
   const lost = (results.runPerf ?? []).filter((r) => r.family !== 'none' && !r.na && !r.error)
   say(`Lost updates in run_perf: ${lost.every((r) => r.lost === 0) ? `0 for all ${lost.length} locks` : lost.map((r) => `${r.label} ${r.lost}`).join(', ')}. The floor has no crash recovery; the lock-file peers recover only after their staleness timeout. For times, a ratio below 1 is faster; for cycles/s, above 1 is more.`)
   say()
   say('![proclock and its peers: uncontended cost, run_perf throughput, handoff, recovery and scaling](docs/benchmarks/chart.svg)')
   say()
-  say('Targets (MISSION.md section 5) in this run; [analysis.md](docs/benchmarks/analysis.md) says why the missed ones are missed:')
+  say('Targets in this run; [analysis.md](docs/benchmarks/analysis.md) says why the missed ones are missed:')
   say()
   for (const t of targets(results)) say(`- ${t.met === null ? 'not measured' : t.met ? 'met' : '**missed**'}: ${t.what}: ${t.value}`)
   return out.join('\n')

@@ -8,15 +8,20 @@
 //
 // Speed is reported, never asserted. Lost updates are asserted: the process exits 1 if any lock
 // loses one in run_perf or scaling, or if a workload failed.
-import { fork } from 'node:child_process'
+//
+// The tables go to stdout; progress goes to stderr, one line per step (which workload, trial
+// and lock; the share of the planned work done; time elapsed and an estimate of time left).
+// Contestants are listed in locks.mjs: proclock, the floor (benchmark/bare-futex, four forms)
+// and the peers, Node ones in child.mjs processes and Python ones in py_child.py processes.
+import { fork, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { contestants, LOCKFILE_STALE_NOTE, notApplicable } from './locks.mjs'
+import { byId, contestants, LOCKFILE_STALE_NOTE, notApplicable } from './locks.mjs'
 import { renderMarkdown } from './report.mjs'
 import { writeDocs } from './render.mjs'
-import { setup } from './setup.mjs'
+import { pythonStatus, setup } from './setup.mjs'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const argv = process.argv.slice(2)
@@ -71,7 +76,49 @@ const wants = (w) => !onlyWorkloads || onlyWorkloads.includes(w)
 const rowsFor = (workload, filter = () => true) =>
   active
     .filter((c) => filter(c) && notApplicable(c, workload) !== false)
-    .map((c) => ({ id: c.id, label: c.label, family: c.family, library: c.library, mode: c.mode, call: c.uncontendedLabel, na: notApplicable(c, workload) }))
+    .map((c) => ({ id: c.id, label: c.label, family: c.family, library: c.library, mode: c.mode, call: c.uncontendedLabel, how: c.how, na: notApplicable(c, workload) }))
+
+// --- progress, on stderr (the tables go to stdout) ---
+// Before measuring, every step of the run (one lock in one trial of one workload) is planned
+// with a rough guess of its seconds; each step's line then says where the run is, how far
+// (share of the planned work done), and how long is left: the guesses scaled by how fast the
+// steps done so far went against their own guesses.
+const progress = (() => {
+  let planned = 0
+  let done = 0
+  const t0 = performance.now()
+  const clock = (s) => {
+    s = Math.max(0, Math.round(s))
+    return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  }
+  return {
+    plan(seconds) {
+      planned += seconds
+    },
+    /** Logs the step that starts; returns the function to call when it is over. */
+    step(what, seconds) {
+      const elapsed = (performance.now() - t0) / 1000
+      const rate = done > 0 ? elapsed / done : 1
+      const share = planned > 0 ? Math.min(99, Math.floor((100 * done) / planned)) : 0
+      log(`[${String(share).padStart(2)}% · ${clock(elapsed)} elapsed · ~${clock((planned - done) * rate)} left] ${what}`)
+      return () => {
+        done += seconds
+      }
+    },
+    get elapsed() {
+      return (performance.now() - t0) / 1000
+    },
+  }
+})()
+/** Runs `fn` as one step of the plan. */
+const stepped = async (what, seconds, fn) => {
+  const over = progress.step(what, seconds)
+  try {
+    return await fn()
+  } finally {
+    over()
+  }
+}
 
 // Every run gets lock names of its own: a run that ends with a lock held (the floor has no
 // recovery) must not wedge the next one.
@@ -79,8 +126,31 @@ let runNo = 0
 const freshKey = (what, id) => `${what}-${id}-${++runNo}`
 
 // --- child processes ---
+// A Node child (child.mjs) speaks over the IPC channel; a Python one (py_child.py, run_perf
+// only) in JSON lines on its stdin and stdout. Both look the same from here.
 function spawnChild(args, execArgv = []) {
-  const proc = fork(join(here, 'child.mjs'), [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const c = byId(args.id)
+  let proc
+  let post
+  if (c.python) {
+    const py = { id: args.id, kind: c.python, key: args.key, counterFile: args.counterFile, scratch: args.ctx.scratch }
+    proc = spawn(pythonStatus().python, [join(here, 'py_child.py'), JSON.stringify(py)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    let pending = ''
+    proc.stdout.setEncoding('utf8').on('data', (chunk) => {
+      pending += chunk
+      let nl
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl)
+        pending = pending.slice(nl + 1)
+        if (line.trim()) proc.emit('message', JSON.parse(line))
+      }
+    })
+    proc.stdin.on('error', () => {}) // a child that died is reported by its exit
+    post = (m) => proc.stdin.write(`${JSON.stringify(m)}\n`)
+  } else {
+    proc = fork(join(here, 'child.mjs'), [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+    post = (m) => proc.send(m)
+  }
   const queue = []
   const waiters = []
   let exited = false
@@ -114,7 +184,7 @@ function spawnChild(args, execArgv = []) {
     if (!exited) proc.kill('SIGKILL')
     await exit
   }
-  return { proc, next, send: (m) => proc.send(m), exit, stop, get exited() { return exited } }
+  return { proc, next, send: post, exit, stop, get exited() { return exited } }
 }
 
 async function withChildren(list, fn) {
@@ -146,6 +216,7 @@ async function uncontended(workload) {
   )
   for (const r of rows) if (!r.na) r.pair = locks[r.id].direct.pair
   for (let round = 0; round < sizes.rounds; round++) {
+    const over = progress.step(`${workload} round ${round + 1}/${sizes.rounds}: ${Object.keys(locks).length} locks`, estimate.uncontendedRound(Object.keys(locks).length))
     for (const [id, lock] of Object.entries(locks)) {
       const loop = loops[id]
       let n = 0
@@ -157,9 +228,25 @@ async function uncontended(workload) {
       } while (elapsed < sizes.roundMs)
       per[id].push((elapsed * 1e6) / n)
     }
+    over()
   }
   for (const r of rows) if (!r.na) r.ns = median(per[r.id])
   return rows
+}
+
+// The progress plan's guesses, in seconds, of one step of each workload (only the progress
+// line's time left depends on them).
+const estimate = {
+  uncontendedRound: (locks) => (locks * sizes.roundMs) / 1000,
+  cycleRun: (id, P, C, warm) => {
+    const c = byId(id)
+    const start = c.python ? 0.12 * P : 0.08 * P
+    const rate = c.python || /lockfile/.test(id) ? 5_000 : 40_000
+    return start + (P * C) / rate + (warm ? warm.ms / 1000 : 0)
+  },
+  handoff: () => 0.5 + (2 * WARM.ms) / 1000 + sizes.handoffRounds * 0.005,
+  many: (n) => 0.3 + n * 2e-5,
+  recovery: (c) => (c.stale ? sizes.staleRounds * 2.6 : sizes.recoveryRounds * 0.2),
 }
 
 // --- 2 and 4. the run_perf cycle with P processes x C cycles each ---
@@ -194,8 +281,27 @@ async function cycleRun(id, P, C, warm = undefined) {
   )
 }
 
+/**
+ * Per trial, the better floor of each mode: the floor variant (with or without spin) of the same
+ * call shape that did best in that trial. `value(run)` is the figure, `higher` whether more is
+ * better. Returns { sync: [per trial], async: [per trial] }.
+ */
+function bestFloorPerTrial(rows, trials, value, higher) {
+  const out = {}
+  for (const mode of ['sync', 'async']) {
+    const floors = rows.filter((r) => r.family === 'floor' && r.mode === mode && !r.na && !r.error && trials[r.id]?.length)
+    if (floors.length === 0) continue
+    const n = Math.min(...floors.map((r) => trials[r.id].length))
+    out[mode] = Array.from({ length: n }, (_, t) => {
+      const vs = floors.map((r) => value(trials[r.id][t]))
+      return higher ? Math.max(...vs) : Math.min(...vs)
+    })
+  }
+  return out
+}
+
 async function runPerf(warm = undefined) {
-  const rows = rowsFor('run_perf')
+  const rows = rowsFor(warm ? 'run_perf_warm' : 'run_perf')
   const trials = Object.fromEntries(rows.map((r) => [r.id, []]))
   // Interleaved trials (every lock once per trial), median of each figure per lock: one run of
   // each in sequence is at the mercy of whatever else this shared machine is doing. Ratios are
@@ -203,22 +309,25 @@ async function runPerf(warm = undefined) {
   for (let t = 0; t < sizes.perfTrials; t++) {
     for (const r of rows) {
       if (r.na || r.error) continue
-      log(`run_perf${warm ? ' (warmed)' : ''} trial ${t + 1}/${sizes.perfTrials}: ${r.label}`)
-      try {
-        trials[r.id].push(await cycleRun(r.id, sizes.P, sizes.C, warm))
-      } catch (error) {
-        r.error = error.message
-      }
+      await stepped(`run_perf${warm ? ' (warmed)' : ''} trial ${t + 1}/${sizes.perfTrials}: ${r.label}`, estimate.cycleRun(r.id, sizes.P, sizes.C, warm), async () => {
+        try {
+          trials[r.id].push(await cycleRun(r.id, sizes.P, sizes.C, warm))
+        } catch (error) {
+          r.error = error.message
+        }
+      })
     }
   }
-  const floorRuns = trials.floor ?? []
+  // Each row against the better floor of its own call shape (sync or async), trial by trial.
+  const floors = bestFloorPerTrial(rows, trials, (x) => x.throughput, true)
   for (const r of rows) {
     const runs = trials[r.id]
     if (r.na || r.error || runs.length === 0) continue
     for (const k of ['mean', 'p50', 'p99', 'max', 'throughput']) r[k] = median(runs.map((x) => x[k]))
     r.lost = Math.max(...runs.map((x) => x.lost))
     r.trials = runs.length
-    if (floorRuns.length === runs.length) r.vsFloor = median(runs.map((x, i) => x.throughput / floorRuns[i].throughput))
+    const floorRuns = floors[r.mode] ?? []
+    if (floorRuns.length === runs.length) r.vsFloor = median(runs.map((x, i) => x.throughput / floorRuns[i]))
     r.perTrial = runs.map((x) => x.throughput)
   }
   return rows
@@ -232,18 +341,31 @@ async function scaling() {
     for (const n of sizes.scaling) {
       for (const r of rows) {
         if (r.na || r.error) continue
-        log(`scaling trial ${t + 1}/${sizes.scalingTrials}: ${n} processes, ${r.label}`)
-        try {
-          const res = await cycleRun(r.id, n, Math.max(1, Math.round(sizes.scalingCycles / n)))
-          if (res.lost !== 0) r.lost = (r.lost ?? 0) + res.lost
-          runs[r.id][n].push(res.throughput)
-        } catch (error) {
-          r.error = error.message
-        }
+        const cycles = Math.max(1, Math.round(sizes.scalingCycles / n))
+        await stepped(`scaling trial ${t + 1}/${sizes.scalingTrials}: ${n} processes, ${r.label}`, estimate.cycleRun(r.id, n, cycles), async () => {
+          try {
+            const res = await cycleRun(r.id, n, cycles)
+            if (res.lost !== 0) r.lost = (r.lost ?? 0) + res.lost
+            runs[r.id][n].push(res.throughput)
+          } catch (error) {
+            r.error = error.message
+          }
+        })
       }
     }
   }
   for (const r of rows) if (!r.na && !r.error) for (const n of sizes.scaling) r.throughput[n] = median(runs[r.id][n])
+  // Each row against the better floor of its call shape, per process count: the median of the
+  // per-trial ratios.
+  for (const n of sizes.scaling) {
+    const byTrial = Object.fromEntries(rows.map((r) => [r.id, runs[r.id][n]]))
+    const floors = bestFloorPerTrial(rows, byTrial, (x) => x, true)
+    for (const r of rows) {
+      const f = floors[r.mode]
+      if (r.na || r.error || !f || f.length !== runs[r.id][n].length) continue
+      ;(r.vsFloor ??= {})[n] = median(runs[r.id][n].map((x, i) => x / f[i]))
+    }
+  }
   return { counts: sizes.scaling, cyclesPerRun: sizes.scalingCycles, rows }
 }
 
@@ -277,12 +399,13 @@ async function handoff() {
   for (let t = 0; t < sizes.handoffTrials; t++) {
     for (const r of rows) {
       if (r.na || r.error) continue
-      log(`handoff trial ${t + 1}/${sizes.handoffTrials}: ${r.label}`)
-      try {
-        per[r.id].push(await handoffRun(r.id))
-      } catch (error) {
-        r.error = error.message
-      }
+      await stepped(`handoff trial ${t + 1}/${sizes.handoffTrials}: ${r.label}`, estimate.handoff(), async () => {
+        try {
+          per[r.id].push(await handoffRun(r.id))
+        } catch (error) {
+          r.error = error.message
+        }
+      })
     }
   }
   for (const r of rows) {
@@ -291,6 +414,13 @@ async function handoff() {
     r.p50 = median(per[r.id].map((l) => pct(l, 50)))
     r.p99 = median(per[r.id].map((l) => pct(l, 99)))
     r.rounds = per[r.id].reduce((a, l) => a + l.length, 0)
+  }
+  // p50 against the better floor of the same call shape, trial by trial.
+  const floors = bestFloorPerTrial(rows, per, (l) => pct(l, 50), false)
+  for (const r of rows) {
+    const f = floors[r.mode]
+    if (r.na || r.error || !f || f.length !== per[r.id].length) continue
+    r.p50VsFloor = median(per[r.id].map((l, i) => pct(l, 50) / f[i]))
   }
   return rows
 }
@@ -334,13 +464,14 @@ async function recovery() {
       r.na = 'skipped in --quick (each round takes over 2 s)'
       continue
     }
-    log(`recovery: ${r.label}`)
-    try {
-      const l = await recoveryRun(c)
-      Object.assign(r, { p50: pct(l, 50), p99: pct(l, 99), max: Math.max(...l), rounds: l.length })
-    } catch (error) {
-      r.error = error.message
-    }
+    await stepped(`recovery: ${r.label}`, estimate.recovery(c), async () => {
+      try {
+        const l = await recoveryRun(c)
+        Object.assign(r, { p50: pct(l, 50), p99: pct(l, 99), max: Math.max(...l), rounds: l.length })
+      } catch (error) {
+        r.error = error.message
+      }
+    })
   }
   return rows
 }
@@ -361,7 +492,7 @@ async function many() {
   for (const n of sizes.many) {
     for (const r of rows) {
       if (r.na) continue
-      log(`many locks: ${n} x ${r.label}`)
+      const over = progress.step(`many locks: ${n} x ${r.label}`, estimate.many(n))
       // A fresh scratch directory per run, so no run finds another's files.
       const own = { scratch: join(scratch, `many-${r.id}-${n}`), dir: join(scratch, `many-${r.id}-${n}`, 'locks') }
       mkdirSync(own.scratch, { recursive: true })
@@ -377,6 +508,7 @@ async function many() {
         r.cells[n] = { error: error.message }
       }
       rmSync(own.scratch, { recursive: true, force: true })
+      over()
     }
   }
   return { sizes: sizes.many, rows }
@@ -411,6 +543,23 @@ const meta = {
   limits: machineLimits(),
 }
 const results = { meta }
+
+// The progress plan: every step the workloads below will take, with its guessed seconds.
+{
+  const real = (w, filter = () => true) => rowsFor(w, filter).filter((r) => !r.na)
+  if (wants('uncontended_sync')) progress.plan(sizes.rounds * estimate.uncontendedRound(real('uncontended_sync', (c) => c.family !== 'none').length))
+  if (wants('uncontended_async')) progress.plan(sizes.rounds * estimate.uncontendedRound(real('uncontended_async', (c) => c.family !== 'none').length))
+  if (wants('run_perf')) for (const r of real('run_perf')) progress.plan(sizes.perfTrials * estimate.cycleRun(r.id, sizes.P, sizes.C))
+  if (wants('run_perf_warm')) for (const r of real('run_perf_warm')) progress.plan(sizes.perfTrials * estimate.cycleRun(r.id, sizes.P, sizes.C, WARM))
+  if (wants('handoff')) progress.plan(real('handoff').length * sizes.handoffTrials * estimate.handoff())
+  if (wants('scaling'))
+    for (const r of real('scaling')) for (const n of sizes.scaling) progress.plan(sizes.scalingTrials * estimate.cycleRun(r.id, n, Math.max(1, Math.round(sizes.scalingCycles / n))))
+  if (wants('many')) {
+    const libraries = new Set(active.filter((c) => c.family !== 'none' && notApplicable(c, 'many') === null).map((c) => c.library))
+    for (const n of sizes.many) progress.plan(libraries.size * estimate.many(n))
+  }
+  if (wants('recovery')) for (const r of real('recovery')) progress.plan(estimate.recovery(active.find((c) => c.id === r.id)))
+}
 const started = performance.now()
 if (wants('uncontended_sync')) results.uncontendedSync = await uncontended('uncontended_sync')
 if (wants('uncontended_async')) results.uncontendedAsync = await uncontended('uncontended_async')
@@ -428,6 +577,7 @@ process.stdout.write(markdown)
 if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results, null, 2))
 if (write) writeDocs(results)
 
+log(`done in ${Math.round(progress.elapsed)} s`)
 const lost = [...(results.runPerf ?? []), ...(results.runPerfWarm?.rows ?? []), ...(results.scaling?.rows ?? [])].filter((r) => r.family !== 'none' && r.lost)
 const failed = Object.values(results)
   .flatMap((w) => (Array.isArray(w) ? w : (w?.rows ?? [])))

@@ -96,9 +96,11 @@ if (crashBuild.code === 0) {
   console.error('the crash-points build failed: the crash tests will fail')
 }
 
-// The benchmark's peers and floor, for the benchmark smoke test (__test__/benchmark.spec.mts):
-// installed here, outside the test's time limit, if a fresh clone does not have them yet. If
-// this fails the smoke test fails too, saying why; it is never skipped.
+// The benchmark's peers, its floor and its Python locks (a virtual environment under benchmark/
+// with shmlock, fasteners, filelock and portalocker from PyPI), for the benchmark smoke test
+// (__test__/benchmark.spec.mts): installed here, outside the test's time limit, if a fresh clone
+// does not have them yet. If this fails the smoke test fails too, saying why; it is never
+// skipped. Only the Python rows are skipped, saying so, and only when there is no Python 3.
 const benchSetup = await run('node', ['benchmark/setup.mjs'], { limitMinutes: 15 })
 if (benchSetup.code !== 0) console.error('benchmark setup failed: the benchmark smoke test will fail')
 
