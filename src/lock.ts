@@ -2,10 +2,11 @@
 // AbortSignal around the native handle. Every lock rule (exclusion, reentrancy, takeover,
 // tokens) is the core's; this file only translates.
 
-import { NativeLock, type NativeFailure } from './binding.cjs'
+import { NativeLock } from './binding.cjs'
 import * as diagnostics from './diagnostics'
-import { abortError, fromNative, LockClosedError, LockLostError, LockNotHeldError, LockTimeoutError } from './errors'
-import type { RwLock } from './rw-lock'
+import { abortError, fromNative, LockNotHeldError, LockTimeoutError } from './errors'
+import { LossSignals } from './loss'
+import { native, settle } from './native'
 import {
   type AcquireOptions,
   type Backend,
@@ -42,118 +43,6 @@ export interface Hold extends Disposable, AsyncDisposable {
    */
   readonly lost: AbortSignal | null
   release(): void
-}
-
-/** What the loss signals need of a native handle (Lock's and RwLock's). */
-interface LossSource {
-  lostToken(): bigint | null
-  lostMessage(): string | null
-  watchLost(callback: () => void): void
-}
-
-/**
- * The `lost` signals of one handle's holds: an AbortController per hold, made only when the user
- * first reads `lost` during that hold (or when someone listens on `proclock:lost`), and aborted
- * with a LockLostError when the native handle reports the loss. Nothing of it runs on the hot path.
- * The native notice holds the handle object only weakly, so watching never keeps a Lock alive.
- */
-export class LossSignals {
-  readonly #native: LossSource
-  readonly #owner: WeakRef<Lock | RwLock>
-  #hold: { token: bigint; controller: AbortController } | null = null
-  #watching = false
-
-  constructor(owner: Lock | RwLock, source: LossSource) {
-    this.#owner = new WeakRef(owner)
-    this.#native = source
-  }
-
-  /** The signal of the current hold (`token`), or of the hold that was lost; null if neither. */
-  signal(current: bigint | null): AbortSignal | null {
-    const lostToken = native(() => this.#native.lostToken())
-    const token = lostToken ?? current
-    if (token === null) return null
-    if (this.#hold?.token !== token) this.#hold = { token, controller: new AbortController() }
-    const { signal } = this.#hold.controller
-    if (lostToken !== null) this.#abort(lostToken)
-    else this.watch()
-    return signal
-  }
-
-  /** The hold with `token` is the one that was lost. */
-  lostHold(token: bigint): boolean {
-    return native(() => this.#native.lostToken()) === token
-  }
-
-  /** Ask the native handle for a notice when it is lost (once). */
-  watch(): void {
-    if (this.#watching) return
-    this.#watching = true
-    const self = new WeakRef(this)
-    native(() =>
-      this.#native.watchLost(() => {
-        const me = self.deref()
-        if (me !== undefined) me.#onLost()
-      }),
-    )
-  }
-
-  #onLost(): void {
-    const token = native(() => this.#native.lostToken())
-    // Lost while idle: no hold to tell; the handle's next call throws LockLostError.
-    if (token === null) return
-    this.#abort(token)
-    const owner = this.#owner.deref()
-    if (owner !== undefined) diagnostics.lost(owner, token)
-  }
-
-  #abort(token: bigint): void {
-    const hold = this.#hold
-    if (hold === null || hold.token !== token || hold.controller.signal.aborted) return
-    hold.controller.abort(new LockLostError(native(() => this.#native.lostMessage()) ?? undefined))
-  }
-}
-
-/**
- * Wait for a native acquisition to settle, cancelling it if `signal` aborts. An abort that
- * races the grant gives the hold back (`giveBack`, which keeps a takeover from a dead holder
- * visible to the next holder as `ownerDied`): an aborted acquisition leaves nothing held, and
- * nothing announced, since the caller never had the lock.
- */
-export async function settle(
-  pending: Promise<number | NativeFailure>,
-  signal: AbortSignal | undefined,
-  cancel: () => void,
-  giveBack: () => void,
-): Promise<void> {
-  const onAbort = (): void => cancel()
-  signal?.addEventListener('abort', onAbort, { once: true })
-  let outcome: number | NativeFailure
-  try {
-    outcome = await pending
-  } finally {
-    signal?.removeEventListener('abort', onAbort)
-  }
-  if (typeof outcome === 'number') {
-    if (signal?.aborted) {
-      native(giveBack)
-      throw abortError(signal)
-    }
-    return
-  }
-  if (outcome.code === 'ELOCKCANCELLED') {
-    if (signal?.aborted) throw abortError(signal)
-    throw new LockClosedError('the lock handle was closed while waiting')
-  }
-  throw fromNative(outcome)
-}
-
-export function native<T>(call: () => T): T {
-  try {
-    return call()
-  } catch (error) {
-    throw fromNative(error)
-  }
 }
 
 // The loss signals of a Lock, for its Holds (set in Lock's static block).

@@ -5,7 +5,9 @@
 import { NativeRwLock } from './binding.cjs'
 import * as diagnostics from './diagnostics'
 import { abortError, invalidArgValue, LockTimeoutError } from './errors'
-import { LossSignals, native, type OwnerInfo, settle } from './lock'
+import type { OwnerInfo } from './lock'
+import { LossSignals } from './loss'
+import { native, settle } from './native'
 import { type AcquireOptions, checkAcquireOptions, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
 
 /** What an RwLock handle holds now. */
