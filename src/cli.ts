@@ -14,10 +14,10 @@ import { parseArgs } from 'node:util'
 import { type AcquireOptions, forceRelease, inspect, Lock, LockTimeoutError, type LockState, type OwnerInfo, RwLock } from './index'
 import { listWithSkipped } from './inspect'
 import { killChildrenOnExit } from './binding.cjs'
+import { MAX_DESCRIPTION_BYTES } from './limits'
 import { holdDescriptor } from './lock'
 import { native } from './native'
 import { rwHoldDescriptor } from './rw-lock'
-import { MAX_DESCRIPTION_BYTES } from './validate'
 
 /** Exit codes (README "Exit codes"). */
 export const EXIT = {
