@@ -2,22 +2,13 @@
 // AbortSignal around the native handle. Every lock rule (exclusion, reentrancy, takeover,
 // tokens) is the core's; this file only translates.
 
+import { acquire, acquireSync, type LockKind } from './acquire'
 import { NativeLock } from './binding.cjs'
 import * as diagnostics from './diagnostics'
-import { abortError, fromNative, LockNotHeldError, LockTimeoutError } from './errors'
+import { fromNative, LockNotHeldError } from './errors'
 import { LossSignals } from './loss'
-import { native, settle } from './native'
-import {
-  type AcquireOptions,
-  type Backend,
-  type CheckedAcquireOptions,
-  checkAcquireOptions,
-  checkFunction,
-  checkLockOptions,
-  checkName,
-  checkTryOptions,
-  type LockOptions,
-} from './validate'
+import { native } from './native'
+import { type AcquireOptions, type Backend, checkFunction, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
 
 /** The holder of a lock. */
 export interface OwnerInfo {
@@ -48,6 +39,10 @@ export interface Hold extends Disposable, AsyncDisposable {
 // The loss signals of a Lock, for its Holds (set in Lock's static block).
 let lossOf: (lock: Lock) => LossSignals
 
+// How a Lock is acquired, for acquire.ts's helper (set in Lock's static block, which alone can
+// reach the native handle).
+let kind: LockKind<Lock>
+
 /**
  * For the `proclock run` command only (not part of the public API): the descriptor whose
  * lifetime keeps `lock`'s current hold (the core's `hold_descriptor`), or null when it holds
@@ -73,6 +68,22 @@ export class Lock implements Disposable, AsyncDisposable {
 
   static {
     holdDescriptor = (lock) => lock.#native.holdDescriptor()
+    kind = {
+      // A single try with the liveness probe, so a dead holder's lock is taken over.
+      tryOnce: (lock, description) => (description === undefined ? lock.#try() : lock.#tryDescribed(description)),
+      // The first step of a wait: a free lock is taken on the calling thread; anything else
+      // (including a dead holder) is left to the wait, which probes.
+      tryFree: (lock, description) => (description === undefined ? lock.#tryUncontended() : lock.#tryUncontended(description)),
+      wait: (lock, timeout, description) => lock.#native.acquireAsync(timeout, description),
+      waitSync: (lock, timeout, description) => void lock.#native.acquireSync(timeout, description),
+      cancel: (lock) => lock.#native.cancel(),
+      giveBack: (lock) => lock.#native.giveBack(),
+      observer: {
+        waiting: (lock, timeout) => diagnostics.waiting(lock, timeout),
+        timedOut: (lock, timeout) => diagnostics.timedOut(lock, timeout),
+        acquired: (lock, waitedMs) => lock.#announce(waitedMs),
+      },
+    }
   }
 
   constructor(name: string, options?: LockOptions) {
@@ -133,58 +144,12 @@ export class Lock implements Disposable, AsyncDisposable {
 
   /** Wait for the lock on the calling thread (blocks it). */
   acquireSync(options?: AcquireOptions): void {
-    const o = checkAcquireOptions(options)
-    if (o.signal?.aborted) throw abortError(o.signal)
-    if (this.#takeIfFree(o.description)) return
-    const start = performance.now()
-    diagnostics.waiting(this, o.timeout)
-    try {
-      native(() => this.#native.acquireSync(o.timeout, o.description))
-    } catch (error) {
-      if (error instanceof LockTimeoutError && diagnostics.timeoutObserved()) diagnostics.timedOut(this, o.timeout)
-      throw error
-    }
-    if (diagnostics.observed()) this.#announce(performance.now() - start)
+    acquireSync(kind, this, options)
   }
 
   /** Wait for the lock without blocking the event loop or the libuv pool. */
-  async acquire(options?: AcquireOptions): Promise<void> {
-    const o = checkAcquireOptions(options)
-    if (o.signal?.aborted) throw abortError(o.signal)
-    if (o.timeout === 0) {
-      // A single try, here on the calling thread (with the liveness probe, so a dead holder's
-      // lock is taken over).
-      if (this.tryAcquire(o.description === undefined ? undefined : o)) return
-      if (diagnostics.timeoutObserved()) diagnostics.timedOut(this, 0)
-      throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
-    }
-    if (this.#takeIfFree(o.description)) return
-    await this.#wait(o)
-  }
-
-  // The synchronous first step of acquire/acquireSync: a free lock is taken on the calling
-  // thread; anything else (including a dead holder) is left to the wait.
-  #takeIfFree(description: string | undefined): boolean {
-    try {
-      const got = description === undefined ? this.#tryUncontended() : this.#tryUncontended(description)
-      if (got && diagnostics.observed()) this.#announce(0)
-      return got
-    } catch (error) {
-      throw fromNative(error)
-    }
-  }
-
-  async #wait({ timeout, signal, description }: CheckedAcquireOptions): Promise<void> {
-    const start = performance.now()
-    diagnostics.waiting(this, timeout)
-    const pending = native(() => this.#native.acquireAsync(timeout, description))
-    try {
-      await settle(pending, signal, () => this.#native.cancel(), () => this.#native.giveBack())
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 'ELOCKTIMEOUT' && diagnostics.timeoutObserved()) diagnostics.timedOut(this, timeout)
-      throw error
-    }
-    if (diagnostics.observed()) this.#announce(performance.now() - start)
+  acquire(options?: AcquireOptions): Promise<void> {
+    return acquire(kind, this, options)
   }
 
   /** Release the lock (or one level of a reentrant hold). Throws LockNotHeldError if not held. */
