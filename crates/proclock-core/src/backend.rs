@@ -101,4 +101,10 @@ impl RawLock for AnyLock {
   fn force_release(&self) -> Result<bool> {
     dispatch!(self, l => l.force_release())
   }
+  fn wait_key(&self) -> String {
+    dispatch!(self, l => l.wait_key())
+  }
+  fn close(&self) {
+    dispatch!(self, l => l.close())
+  }
 }

@@ -8,9 +8,11 @@
 //! - **Close.** Releases a hold, cancels a pending wait; afterwards everything fails `Closed`.
 //! - **Abandon.** The environment that owns the handle is going away (a worker thread being
 //!   terminated): a hold is released as ABANDONED so its next holder sees `owner_died`.
-//! - **Waiting on a thread of our own.** `acquire_async` runs the wait on a proclock waiter
-//!   thread (`waiter_pool.rs`), never on the caller's thread and never on a shared pool that
-//!   other work needs.
+//! - **Waiting on a thread of our own.** `acquire_async` queues the wait with the other pending
+//!   waits of this process on the same lock (`shared_wait.rs`), served by one proclock waiter
+//!   thread (`waiter_pool.rs`), never the caller's thread and never a shared pool that other
+//!   work needs. When no thread can be started, it fails at once (`Io`), never waits on the
+//!   caller's thread.
 //!
 //! State machine (one atomic, so the waiter thread and the owning thread agree):
 //!
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::holder_record::MAX_DESCRIPTION_BYTES;
 use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
-use crate::waiter_pool;
+use crate::shared_wait::{self, Waiter};
 
 const IDLE: u8 = 0;
 const WAITING: u8 = 1;
@@ -183,13 +185,31 @@ impl<R: RawLock + 'static> Handle<R> {
       return Err(closed());
     }
     self.cancel.store(false, Relaxed);
-    let me = self.clone();
-    waiter_pool::run(Box::new(move || {
-      let desc = description.as_deref().unwrap_or(&me.description).as_bytes();
-      let cancelled = || me.cancel.load(Acquire);
-      let outcome = me.raw.lock(desc, deadline, &cancelled);
-      done(me.finish_wait(outcome, timeout));
-    }));
+    let waiter = Waiter {
+      deadline,
+      cancelled: Box::new({
+        let me = self.clone();
+        move || me.cancel.load(Acquire)
+      }),
+      attempt: Box::new({
+        let me = self.clone();
+        move |until, stop| {
+          let desc = description.as_deref().unwrap_or(&me.description).as_bytes();
+          me.raw.lock(desc, until, stop)
+        }
+      }),
+      finish: Box::new({
+        let me = self.clone();
+        move |outcome| done(me.finish_wait(outcome, timeout))
+      }),
+    };
+    if let Err(e) = shared_wait::enqueue(self.raw.wait_key(), waiter, || self.raw.interrupt()) {
+      // No thread to wait on: nothing is pending. A close that came in between wins.
+      if self.state.compare_exchange(WAITING, IDLE, AcqRel, Acquire).is_err() {
+        self.raw.close();
+      }
+      return Err(e);
+    }
     Ok(())
   }
 
@@ -203,10 +223,15 @@ impl<R: RawLock + 'static> Handle<R> {
         }
         // Closed while we were winning: nobody wants this hold.
         let _ = self.hand_back(a.owner_died);
+        self.raw.close();
         Err(closed())
       }
       other => {
         let was_waiting = self.state.compare_exchange(WAITING, IDLE, AcqRel, Acquire).is_ok();
+        if !was_waiting {
+          // Closed while waiting: `end` left the descriptors to us, the last user.
+          self.raw.close();
+        }
         match other {
           Ok(Err(Stop::TimedOut)) => Err(timed_out(timeout)),
           Ok(Err(Stop::Cancelled)) if was_waiting => Err(Error::new(ErrorKind::Cancelled, "the acquisition was cancelled")),
@@ -286,12 +311,15 @@ impl<R: RawLock + 'static> Handle<R> {
     match self.state.swap(CLOSED, AcqRel) {
       HELD => {
         let _ = if abandon { self.raw.abandon() } else { self.raw.unlock() };
+        self.raw.close();
       }
+      // The waiting thread still uses the handle; `finish_wait` closes it when done.
       WAITING => {
         self.cancel.store(true, Release);
         self.raw.interrupt();
       }
-      _ => {}
+      CLOSED => {}
+      _ => self.raw.close(),
     }
   }
 
