@@ -203,12 +203,12 @@ impl<R: RawLock + 'static> Handle<R> {
         move |outcome| done(me.finish_wait(outcome, timeout))
       }),
     };
-    if let Err(e) = shared_wait::enqueue(self.raw.wait_key(), waiter, || self.raw.interrupt()) {
-      // No thread to wait on: nothing is pending. A close that came in between wins.
-      if self.state.compare_exchange(WAITING, IDLE, AcqRel, Acquire).is_err() {
-        self.raw.close();
-      }
-      return Err(e);
+    if let Err(failed) = shared_wait::enqueue(self.raw.wait_key(), waiter, || self.raw.interrupt()) {
+      // No thread could be started to wait on: the acquisition ends at once with that error,
+      // through the same delivery as any other outcome (so the caller's promise settles now,
+      // on this thread, and the state goes back to IDLE, or the handle's close is finished).
+      let (e, waiter) = *failed;
+      (waiter.finish)(Err(e));
     }
     Ok(())
   }

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::raw_lock::{Acquired, Stop};
 use crate::waiter_pool;
 
@@ -89,9 +89,9 @@ fn guard(q: &Queue) -> MutexGuard<'_, VecDeque<Entry>> {
 
 /// Queue `waiter` behind the other waits of this process on `key`, starting the queue's thread
 /// if there is none. `wake` interrupts the wait in progress on `key` (the backend's
-/// `interrupt`). Fails, with `waiter` dropped and never finished, when a thread was needed and
-/// none could be started.
-pub fn enqueue(key: String, waiter: Waiter, wake: impl FnOnce()) -> Result<()> {
+/// `interrupt`). Fails when a thread was needed and none could be started, and gives `waiter`
+/// back, unfinished, for the caller to finish with the error (`Box`ed: a `Waiter` is large).
+pub fn enqueue(key: String, waiter: Waiter, wake: impl FnOnce()) -> std::result::Result<(), Box<(Error, Waiter)>> {
   // Lock order: the registry, then a queue. The queue's thread never holds its queue's lock
   // while it takes the registry's.
   let mut all = queues();
@@ -115,10 +115,18 @@ pub fn enqueue(key: String, waiter: Waiter, wake: impl FnOnce()) -> Result<()> {
     waiters: Mutex::new(VecDeque::from([Entry { waiter, tried: false }])),
     generation: AtomicU64::new(0),
   });
-  waiter_pool::run(Box::new({
+  let started = waiter_pool::run(Box::new({
     let (q, key) = (q.clone(), key.clone());
     move || serve(&key, &q)
-  }))?;
+  }));
+  if let Err(e) = started {
+    // The job (and its reference to `q`) is gone: the waiter is ours to give back.
+    let entry = guard(&q).pop_front();
+    return match entry {
+      Some(entry) => Err(Box::new((e, entry.waiter))),
+      None => Ok(()),
+    };
+  }
   all.insert(key, q);
   Ok(())
 }

@@ -69,7 +69,7 @@ pub fn no_thread(e: std::io::Error) -> Error {
   Error::new(
     ErrorKind::Io,
     format!(
-      "no thread could be started to wait for the lock ({e}); the process or its user has reached its limit on        threads (RLIMIT_NPROC / ulimit -u, a container's pids.max, systemd's TasksMax)"
+      "no thread could be started to wait for the lock ({e}); the process or its user has reached its limit on threads (RLIMIT_NPROC / ulimit -u, a container's pids.max, systemd's TasksMax)"
     ),
   )
 }
