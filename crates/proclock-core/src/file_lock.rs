@@ -15,6 +15,17 @@
 //!   nobody waiting for it, it is unlocked at once. The next wait in this process on the same
 //!   lock and mode adopts a parked request instead of queueing another (`parked_requests`), so
 //!   timeouts, aborts and closed handles never pile up threads or descriptors in the kernel.
+//!   The acquiring thread is the one thread that serves every pending asynchronous acquisition
+//!   of this process on the same lock and mode (`shared_wait.rs`), so a lock with thousands of
+//!   pending `acquire()`s costs two threads: that one and its kernel request. Because that
+//!   thread may be waiting on another handle's request, `interrupt` wakes every request of this
+//!   process on the lock and mode. No thread for a request is an `Io` error, never a wait on
+//!   the caller's thread.
+//! - **`close()` lets go of descriptors at once.** The main and probe descriptions are dropped
+//!   when the handle is closed (`RawLock::close`), not when it is garbage-collected: a loop of
+//!   `withLock()` once ran out of descriptors after a few hundred calls. What may remain is a
+//!   request given up on, parked as above: at most one per lock and mode in the process, adopted
+//!   by the next wait or ended by its grant.
 //! - **Why a description per request**: the kernel lock belongs to the description it was
 //!   requested on. Had the parked request used the handle's main description, a later
 //!   `tryAcquire` on that description and the parked request's "unlock, nobody wants it" would
