@@ -173,42 +173,40 @@ impl FileLock {
 
   /// The exclusive half of `granted`: read the previous record, write ours.
   fn record_hold(&self, lock_file: &LockFile, description: &[u8]) -> Result<(Acquired, Record)> {
-    {
-      // A death anywhere below is a death holding the kernel lock, which the kernel ends. The
-      // record then still says what the previous holder left ("free", or "held" by a holder
-      // that died), so the next holder's `owner_died` describes the last holder that got to
-      // run under the lock, not this one, which never did.
-      lock_file.read_record().and_then(|previous| {
-        reached(Step::FileKernelLocked);
-        // A recorded token of u64::MAX has no larger successor (2^64 acquisitions: only a
-        // damaged or forged file gets there): refused, rather than wrapped to 0 and reused
-        // (found by the fuzzing in `tests/garbage_lock_files.rs`).
-        let token = previous.token.checked_add(1).ok_or_else(|| {
-          crate::error::corrupt(format!(
-            "the fencing token recorded in {} is exhausted, which only a damaged lock file can do; remove it when no \
-             process uses it",
-            lock_file.path.display()
-          ))
-        })?;
-        let record = Record {
-          held: true,
-          pid: self.pid,
-          since_ms: crate::shm_lock::epoch_ms(),
-          token,
-          uuid: self.uuid,
-          description: description.to_vec(),
-        };
-        lock_file.write_record(&record)?;
-        reached(Step::FileRecordWritten);
-        Ok((
-          Acquired {
-            token: record.token,
-            owner_died: previous.held,
-          },
-          record,
+    // A death anywhere below is a death holding the kernel lock, which the kernel ends. The
+    // record then still says what the previous holder left ("free", or "held" by a holder
+    // that died), so the next holder's `owner_died` describes the last holder that got to
+    // run under the lock, not this one, which never did.
+    lock_file.read_record().and_then(|previous| {
+      reached(Step::FileKernelLocked);
+      // A recorded token of u64::MAX has no larger successor (2^64 acquisitions: only a
+      // damaged or forged file gets there): refused, rather than wrapped to 0 and reused
+      // (found by the fuzzing in `tests/garbage_lock_files.rs`).
+      let token = previous.token.checked_add(1).ok_or_else(|| {
+        crate::error::corrupt(format!(
+          "the fencing token recorded in {} is exhausted, which only a damaged lock file can do; remove it when no \
+           process uses it",
+          lock_file.path.display()
         ))
-      })
-    }
+      })?;
+      let record = Record {
+        held: true,
+        pid: self.pid,
+        since_ms: crate::shm_lock::epoch_ms(),
+        token,
+        uuid: self.uuid,
+        description: description.to_vec(),
+      };
+      lock_file.write_record(&record)?;
+      reached(Step::FileRecordWritten);
+      Ok((
+        Acquired {
+          token: record.token,
+          owner_died: previous.held,
+        },
+        record,
+      ))
+    })
   }
 
   /// Start a blocking request on a description of its own, or adopt a parked one.

@@ -51,6 +51,9 @@ use crate::waiter_pool;
 /// What a wait ends with, as `RawLock::lock` reports it.
 pub type Outcome = Result<std::result::Result<Acquired, Stop>>;
 
+/// Waits in the backend for one waiter until the deadline given or the stop condition holds.
+pub type Attempt = Box<dyn FnMut(Option<Instant>, &dyn Fn() -> bool) -> Outcome + Send>;
+
 /// One pending acquisition.
 pub struct Waiter {
   /// When it gives up (monotonic); `None`: never.
@@ -59,7 +62,7 @@ pub struct Waiter {
   pub cancelled: Box<dyn Fn() -> bool + Send>,
   /// Wait in the backend for this waiter, until the given deadline or until the stop condition
   /// holds. Called on the queue's thread, possibly several times.
-  pub attempt: Box<dyn FnMut(Option<Instant>, &dyn Fn() -> bool) -> Outcome + Send>,
+  pub attempt: Attempt,
   /// Deliver the outcome (called once, on the queue's thread).
   pub finish: Box<dyn FnOnce(Outcome) + Send>,
 }
