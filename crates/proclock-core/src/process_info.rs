@@ -69,6 +69,7 @@ pub fn is_running(pid: u32, identity: u64) -> Option<bool> {
 /// `kill(pid, 0)`: `ESRCH` proves there is no such process (in our pid namespace); success or
 /// `EPERM` says one exists; anything else says nothing. Needs no descriptor.
 #[cfg(unix)]
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 fn exists_by_signal(pid: u32) -> Option<bool> {
   let Ok(pid) = libc::pid_t::try_from(pid) else { return Some(false) };
   // SAFETY: signal 0 performs permission and existence checks only.
