@@ -203,3 +203,72 @@ fn serve(key: &str, q: &Arc<Queue>) {
 pub fn queued(key: &str) -> usize {
   queues().get(key).map_or(0, |q| guard(q).len())
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+  use std::sync::mpsc;
+  use std::sync::Arc;
+  use std::time::{Duration, Instant};
+
+  use crate::error::ErrorKind;
+  use crate::file_lock::{FileLock, Mode};
+  use crate::handle::Handle;
+  use crate::raw_lock::RawLock;
+  use crate::shm_lock::ShmLock;
+
+  /// Queued behind a head that waits, a waiter that is cancelled and one whose (earlier)
+  /// deadline passes are each told so promptly, without the head losing its place; the head
+  /// then gets the lock on release, and the queue goes away.
+  fn queue_serves_head_and_stops_others<R: RawLock + 'static>(open: impl Fn() -> R) {
+    let holder = Handle::new(open(), false, String::new()).unwrap();
+    assert!(holder.try_acquire(None).unwrap());
+    let (tx, rx) = mpsc::channel();
+    let waiter = |label: &'static str, timeout: Option<Duration>| {
+      let h = Arc::new(Handle::new(open(), false, String::new()).unwrap());
+      let tx = tx.clone();
+      let started = Instant::now();
+      h.acquire_async(timeout, None, move |r| {
+        tx.send((label, r.map_err(|e| e.kind()), started.elapsed())).unwrap()
+      })
+      .unwrap();
+      h
+    };
+    let head = waiter("head", None);
+    let cancelled = waiter("cancelled", None);
+    let _soon = waiter("soon", Some(Duration::from_millis(50)));
+    let key = open().wait_key();
+    assert_eq!(super::queued(&key), 3);
+    std::thread::sleep(Duration::from_millis(10));
+    cancelled.cancel();
+    let (label, outcome, _) = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert_eq!((label, outcome), ("cancelled", Err(ErrorKind::Cancelled)));
+    let (label, outcome, took) = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert_eq!((label, outcome), ("soon", Err(ErrorKind::Timeout)));
+    assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(1), "{took:?}");
+    assert!(rx.recv_timeout(Duration::from_millis(50)).is_err(), "the head still waits");
+    holder.release().unwrap();
+    let (label, outcome, _) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((label, outcome), ("head", Ok(())));
+    assert!(head.held());
+    head.release().unwrap();
+    let t0 = Instant::now();
+    while super::queued(&key) > 0 && t0.elapsed() < Duration::from_secs(2) {
+      std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(super::queued(&key), 0);
+  }
+
+  #[test]
+  fn shm_queue() {
+    let dir = crate::lock_dir::scratch_dir("shared-wait-shm");
+    queue_serves_head_and_stops_others(|| ShmLock::open("q", Some(&dir)).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+
+  #[test]
+  fn file_queue() {
+    let dir = crate::lock_dir::scratch_dir("shared-wait-file");
+    queue_serves_head_and_stops_others(|| FileLock::open("q", Some(&dir), Mode::Exclusive).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+  }
+}
