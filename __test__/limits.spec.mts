@@ -7,7 +7,7 @@ import { chownSync, mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test from 'ava'
-import { fixture, lockDir, sleep, start, type Message } from './helpers/procs.mjs'
+import { fixture, lockDir, start, type Message } from './helpers/procs.mjs'
 
 const root = process.getuid?.() === 0
 const linux = process.platform === 'linux'
@@ -215,4 +215,3 @@ test.serial('a full file system makes new Lock() fail with ELOCKIO (ENOSPC), the
   rmSync(mnt, { recursive: true, force: true })
 })
 
-void sleep
