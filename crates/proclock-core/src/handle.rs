@@ -17,9 +17,11 @@
 //!   loss time: processes still on the old files keep being excluded by it until the user
 //!   closes the handle, which gives it back as ABANDONED (the next holder there is told
 //!   `owner_died`: the work done under the hold may have overlapped another holder's).
-//! - **Waiting on a thread of our own.** `acquire_async` runs the wait on a proclock waiter
-//!   thread (`waiter_pool.rs`), never on the caller's thread and never on a shared pool that
-//!   other work needs.
+//! - **Waiting on a thread of our own.** `acquire_async` queues the wait with the other pending
+//!   waits of this process on the same lock (`shared_wait.rs`), served by one proclock waiter
+//!   thread (`waiter_pool.rs`), never the caller's thread and never a shared pool that other
+//!   work needs. When no thread can be started, it fails at once (`Io`), never waits on the
+//!   caller's thread.
 //!
 //! State machine (one atomic, so the waiter thread and the owning thread agree):
 //!
@@ -49,7 +51,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::holder_record::MAX_DESCRIPTION_BYTES;
 use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
-use crate::waiter_pool;
+use crate::shared_wait::{self, Waiter};
 
 const IDLE: u8 = 0;
 const WAITING: u8 = 1;
@@ -322,13 +324,31 @@ impl<R: RawLock + 'static> Handle<R> {
       return Err(closed());
     }
     self.cancel.store(false, Relaxed);
-    let me = self.clone();
-    waiter_pool::run(Box::new(move || {
-      let desc = description.as_deref().unwrap_or(&me.description).as_bytes();
-      let cancelled = || me.cancel.load(Acquire);
-      let outcome = me.raw.lock(desc, deadline, &cancelled);
-      done(me.finish_wait(outcome, timeout));
-    }));
+    let waiter = Waiter {
+      deadline,
+      cancelled: Box::new({
+        let me = self.clone();
+        move || me.cancel.load(Acquire)
+      }),
+      attempt: Box::new({
+        let me = self.clone();
+        move |until, stop| {
+          let desc = description.as_deref().unwrap_or(&me.description).as_bytes();
+          me.raw.lock(desc, until, stop)
+        }
+      }),
+      finish: Box::new({
+        let me = self.clone();
+        move |outcome| done(me.finish_wait(outcome, timeout))
+      }),
+    };
+    if let Err(failed) = shared_wait::enqueue(self.raw.wait_key(), waiter, || self.raw.interrupt()) {
+      // No thread could be started to wait on: the acquisition ends at once with that error,
+      // through the same delivery as any other outcome (so the caller's promise settles now,
+      // on this thread, and the state goes back to IDLE, or the handle's close is finished).
+      let (e, waiter) = *failed;
+      (waiter.finish)(Err(e));
+    }
     Ok(())
   }
 
@@ -342,10 +362,15 @@ impl<R: RawLock + 'static> Handle<R> {
         }
         // Closed (or lost) while we were winning: nobody wants this hold.
         let _ = self.hand_back(a.owner_died);
+        self.raw.close();
         Err(self.ended())
       }
       other => {
         let was_waiting = self.state.compare_exchange(WAITING, IDLE, AcqRel, Acquire).is_ok();
+        if !was_waiting {
+          // Closed while waiting: `end` left the descriptors to us, the last user.
+          self.raw.close();
+        }
         match other {
           Ok(Err(Stop::TimedOut)) => Err(timed_out(timeout)),
           Ok(Err(Stop::Cancelled)) if was_waiting => Err(Error::new(ErrorKind::Cancelled, "the acquisition was cancelled")),
@@ -430,15 +455,19 @@ impl<R: RawLock + 'static> Handle<R> {
       // `owner_died`, since the work done under it may have overlapped another holder's.
       HELD | LOST_HELD if abandon || self.lost.load(Acquire) => {
         let _ = self.raw.abandon();
+        self.raw.close();
       }
       HELD => {
         let _ = self.raw.unlock();
+        self.raw.close();
       }
+      // The waiting thread still uses the handle; `finish_wait` closes it when done.
       WAITING => {
         self.cancel.store(true, Release);
         self.raw.interrupt();
       }
-      _ => {}
+      CLOSED => {}
+      _ => self.raw.close(),
     }
     // Nobody is left to tell of a loss: let the notice (a JS function) go now.
     drop(self.on_lost.lock().unwrap_or_else(|p| p.into_inner()).take());

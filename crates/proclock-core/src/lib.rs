@@ -69,6 +69,8 @@ pub mod rw_lock;
 #[cfg(not(loom))]
 pub mod segment;
 #[cfg(not(loom))]
+pub mod shared_wait;
+#[cfg(not(loom))]
 pub mod shm_lock;
 #[cfg(not(loom))]
 pub mod slot_table;

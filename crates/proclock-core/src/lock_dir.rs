@@ -361,6 +361,12 @@ impl LockDir {
     file
       .set_len(size)
       .map_err(|e| Error::io(format!("sizing {}", self.path.join(&tmp).display()), e))?;
+    // Real storage for every byte before anyone maps it: a full file system is an error here,
+    // not a SIGBUS later (see `segment::allocate`). The temporary goes at once, freeing its space.
+    crate::segment::allocate(&file, size).map_err(|e| {
+      let _ = imp::remove_in(self, &tmp);
+      crate::segment::no_space(&self.path.join(name), size, e)
+    })?;
     reached(Step::PublishTempSized);
     init(&file)?;
     reached(Step::PublishTempWritten);

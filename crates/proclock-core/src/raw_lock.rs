@@ -69,6 +69,14 @@ pub trait RawLock: Send + Sync {
   fn owner(&self) -> Result<Option<OwnerInfo>>;
   /// This handle's owner UUID.
   fn uuid(&self) -> [u8; 16];
+  /// Which lock (and mode) this handle waits on, as far as this process is concerned: pending
+  /// asynchronous acquisitions with equal keys share one waiting thread (`shared_wait.rs`), and
+  /// [`RawLock::interrupt`] on any of them must wake the wait in progress for any other.
+  fn wait_key(&self) -> String;
+  /// The handle is closed for good and holds nothing: let go of every descriptor it owns now,
+  /// rather than when the handle is finally dropped (garbage collection, for JavaScript). Called
+  /// once nothing else can use this handle; any later call fails or does nothing.
+  fn close(&self) {}
   /// End the current hold of this lock, whoever holds it (`forceRelease`; dangerous, for
   /// operators). `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards:
   /// the old holder's next release fails with `NotHeld`; the next acquirer is told

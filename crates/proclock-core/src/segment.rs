@@ -21,6 +21,23 @@
 //!   directory; entries in them are reused, not freed.
 //! - **Never resized.** Tables grow by adding segments, because a mapping cannot follow a file
 //!   that another process truncates or extends (a shrink would turn our accesses into SIGBUS).
+//! - **Allocated before it is published** ([`allocate`], called by `LockDir::publish` for every
+//!   file it creates, lock files of the `file` backend included). `set_len` alone makes a sparse
+//!   file: its pages get disk or tmpfs space only when first written, and the first write to a
+//!   mapped page on a full file system is not an error a caller can see but a SIGBUS that kills
+//!   the whole host process. Allocating every byte up front turns a full file system into an
+//!   `ELOCKIO` error ("ENOSPC") when the file is created, and the half-built temporary is
+//!   removed, never published.
+//!
+//! What allocation cannot prevent: a segment truncated while mapped. Anyone who can write the
+//! lock directory (the same user; the directory is private to them) can `truncate` a segment
+//! under a live mapping, and the next access to a page past the new end raises SIGBUS in every
+//! process that maps it. The layout cannot avoid this: a lock word must live in memory shared
+//! through the file (the futex and the compare-and-swap work on the mapped page), and only a
+//! SIGBUS handler could survive the fault, which a library must not install in its host process.
+//! File seals (`F_SEAL_SHRINK`) would forbid the truncation, but only memfd/shmem files created
+//! for sealing accept them, and those have no name other processes could open. Do not truncate
+//! files in a lock directory.
 
 use std::fs::File;
 
@@ -135,6 +152,65 @@ fn check(file: &File, layout: &Layout, index: u32) -> Result<Check> {
     return Ok(Check::Invalid(format!("{len} bytes long, expected {}", layout.file_size())));
   }
   Ok(Check::Valid)
+}
+
+/// Give every byte of a freshly sized file real storage, so that writing any of it later
+/// (through a mapping, where a failure is a SIGBUS) cannot fail for want of space. Errors
+/// (`ENOSPC` above all) are returned for the creator to report.
+pub fn allocate(file: &File, size: u64) -> std::io::Result<()> {
+  #[cfg(target_os = "linux")]
+  {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    loop {
+      // posix_fallocate returns the error number instead of setting errno. glibc and musl fall
+      // back to writing a byte per block where the file system has no fallocate, so every file
+      // system gets real blocks; tmpfs (the usual home of a lock directory) has it natively.
+      // SAFETY: a valid descriptor; the range lies within the file's size.
+      match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => return Ok(()),
+        libc::EINTR => continue,
+        e => return Err(std::io::Error::from_raw_os_error(e)),
+      }
+    }
+  }
+  #[cfg(all(unix, not(target_os = "linux")))]
+  {
+    // macOS and the BSDs: `fcntl(F_PREALLOCATE)` (macOS) reserves space but does not make a
+    // sparse range written, and not every file system honours it; writing the zeros does both,
+    // everywhere. Segments are written once, when created, so the cost does not matter.
+    use std::os::unix::fs::FileExt;
+    let zeros = [0u8; 64 * 1024];
+    let mut at = 0u64;
+    while at < size {
+      let n = (size - at).min(zeros.len() as u64) as usize;
+      file.write_all_at(&zeros[..n], at)?;
+      at += n as u64;
+    }
+    file.sync_data()
+  }
+  #[cfg(windows)]
+  {
+    // Windows: nothing to do. `set_len` (SetEndOfFile) on a file that is not marked sparse
+    // allocates its clusters at once and fails there with ERROR_DISK_FULL, and proclock never
+    // marks its files sparse.
+    let _ = (file, size);
+    Ok(())
+  }
+}
+
+/// The error for a file that could not be given its space.
+pub fn no_space(path: &std::path::Path, size: u64, e: std::io::Error) -> Error {
+  #[cfg(unix)]
+  let full = e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT);
+  #[cfg(not(unix))]
+  let full = e.kind() == std::io::ErrorKind::StorageFull;
+  let why = if full {
+    " (ENOSPC: the file system is full or the quota is used up; free some space)"
+  } else {
+    ""
+  };
+  Error::io(format!("cannot allocate {size} bytes for {}{why}", path.display()), e)
 }
 
 impl Segment {

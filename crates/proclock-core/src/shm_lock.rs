@@ -462,6 +462,11 @@ impl RawLock for ShmLock {
     self.space.is_lost().then(|| self.space.lost_why.get().cloned().unwrap_or_default())
   }
 
+  /// The slot's address: one per lock per process (a space maps each segment once).
+  fn wait_key(&self) -> String {
+    format!("shm {:p}", self.slot)
+  }
+
   fn force_release(&self) -> Result<bool> {
     let slot = self.slot();
     Ok(lock_word::force_release(&slot.cell, self.me, &self.env(false), |holder| {
