@@ -230,7 +230,18 @@ impl<R: RawLock + 'static> Handle<R> {
   /// has already been counted; `Ok(false)`: go ahead and acquire.
   #[inline]
   fn begin(&self) -> Result<bool> {
-    match self.state.load(Acquire) {
+    // The common case alone first, as one compare: a `match` over every state (and the `lost`
+    // guards) compiles to a chain of compares that the uncontended pair pays on every call.
+    let state = self.state.load(Acquire);
+    if state == IDLE && !self.lost.load(Relaxed) {
+      return Ok(false);
+    }
+    self.begin_otherwise(state)
+  }
+
+  #[cold]
+  fn begin_otherwise(&self, state: u8) -> Result<bool> {
+    match state {
       IDLE if !self.lost.load(Relaxed) => Ok(false),
       HELD if self.reentrant && !self.lost.load(Relaxed) => {
         self.depth.fetch_add(1, Relaxed);
@@ -407,13 +418,10 @@ impl<R: RawLock + 'static> Handle<R> {
 
   #[inline]
   fn end_hold(&self, undelivered: bool) -> Result<()> {
-    match self.state.load(Acquire) {
-      HELD if !self.lost.load(Relaxed) => {}
-      CLOSED => return Err(closed()),
-      IDLE | WAITING if !self.lost.load(Relaxed) => {
-        return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"))
-      }
-      _ => return Err(self.lost_error()),
+    // As in `begin`: the common case (held, not lost) as one compare, the rest out of line.
+    let state = self.state.load(Acquire);
+    if state != HELD || self.lost.load(Relaxed) {
+      return Err(self.not_releasable(state));
     }
     if self.depth.load(Relaxed) > 1 {
       self.depth.fetch_sub(1, Relaxed);
@@ -425,6 +433,16 @@ impl<R: RawLock + 'static> Handle<R> {
       self.hand_back(self.owner_died.load(Relaxed))
     } else {
       self.raw.unlock()
+    }
+  }
+
+  /// Why a hold cannot be ended in `state` (anything but HELD and not lost).
+  #[cold]
+  fn not_releasable(&self, state: u8) -> Error {
+    match state {
+      CLOSED => closed(),
+      IDLE | WAITING if !self.lost.load(Relaxed) => Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"),
+      _ => self.lost_error(),
     }
   }
 
