@@ -6,15 +6,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::file_lock::{FileLock, Mode};
+use crate::file::{FileLock, Mode};
 use crate::raw_lock::{Acquired, OwnerInfo, RawLock, Stop};
-use crate::shm_lock::ShmLock;
+use crate::shm::ShmLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-  /// A lock word in shared memory (`shm_lock.rs`).
+  /// A lock word in shared memory (`shm/mod.rs`).
   Shm,
-  /// A kernel file lock (`file_lock.rs`).
+  /// A kernel file lock (`file/mod.rs`).
   File,
 }
 

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::holder_record::MAX_DESCRIPTION_BYTES;
+pub use crate::description::check_description;
 use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
 use crate::waiter_pool;
 
@@ -76,20 +76,6 @@ pub struct Handle<R: RawLock> {
   lost: AtomicBool,
   lost_why: std::sync::OnceLock<String>,
   on_lost: std::sync::Mutex<Option<OnLost>>,
-}
-
-/// Check a description's length (UTF-8 bytes).
-pub fn check_description(description: &str) -> Result<()> {
-  if description.len() > MAX_DESCRIPTION_BYTES {
-    return Err(Error::new(
-      ErrorKind::InvalidArgument,
-      format!(
-        "description is {} UTF-8 bytes; at most {MAX_DESCRIPTION_BYTES} are allowed",
-        description.len()
-      ),
-    ));
-  }
-  Ok(())
 }
 
 fn closed() -> Error {

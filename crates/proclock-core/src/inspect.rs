@@ -11,30 +11,11 @@ use std::path::Path;
 
 use crate::backend::{AnyLock, Backend};
 use crate::error::Result;
-use crate::file_lock::{self, FileLock, Mode};
+use crate::file::{self, FileLock, Mode};
 use crate::name::LockName;
-use crate::raw_lock::{OwnerInfo, RawLock};
-use crate::shm_lock::{ShmLock, ShmSpace};
-
-/// What a backend sees of one lock.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Seen {
-  /// Held by a live holder now (for a reader-writer lock: by readers or a writer).
-  pub locked: bool,
-  /// The holder, alive or not (a dead one is shown with `alive: false` until someone takes the
-  /// lock over). Readers have no owner record.
-  pub owner: Option<OwnerInfo>,
-}
-
-impl From<Option<OwnerInfo>> for Seen {
-  /// For backends where a lock is held exactly when it has a live owner.
-  fn from(owner: Option<OwnerInfo>) -> Seen {
-    Seen {
-      locked: owner.as_ref().is_some_and(|o| o.alive),
-      owner,
-    }
-  }
-}
+pub use crate::raw_lock::{Listing, Seen, Skipped};
+use crate::raw_lock::RawLock;
+use crate::shm::{ShmLock, ShmSpace};
 
 /// One lock as seen from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,27 +31,6 @@ impl LockState {
     self.seen.locked
   }
 }
-
-/// An entry of the lock directory that `list` left out, and why (a stray file named like a lock
-/// file, a lock table that cannot be read).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-  /// The entry's file name in the lock directory.
-  pub entry: String,
-  pub why: String,
-}
-
-impl Skipped {
-  pub fn new(entry: &str, why: String) -> Skipped {
-    Skipped {
-      entry: entry.to_owned(),
-      why,
-    }
-  }
-}
-
-/// Every lock of one backend (readable name and holder), and the entries it left out.
-pub type Listing = (Vec<(String, Seen)>, Vec<Skipped>);
 
 /// What a backend provides for inspection. `dir` is the lock directory asked for (`None`: the
 /// default directory; the facade has already applied `PROCLOCK_DIR`).
@@ -94,8 +54,8 @@ pub const BACKENDS: &[Inspector] = &[
   },
   Inspector {
     backend: Backend::File,
-    look: file_lock::inspect,
-    list: file_lock::list,
+    look: file::inspect,
+    list: file::list,
     open_existing: file_open_existing,
   },
 ];

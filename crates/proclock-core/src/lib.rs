@@ -29,7 +29,10 @@
 
 #[cfg(not(loom))]
 pub mod child_lifetime;
+pub mod clock;
 pub mod crash_points;
+#[cfg(not(loom))]
+pub mod description;
 pub mod error;
 pub mod lock_word;
 mod sync;
@@ -37,29 +40,17 @@ mod sync;
 #[cfg(not(loom))]
 pub mod backend;
 #[cfg(not(loom))]
-mod death_watch;
-#[cfg(not(loom))]
 mod dir_watch;
 #[cfg(not(loom))]
-pub mod file_lock;
+pub mod file;
 #[cfg(not(loom))]
 pub mod handle;
 #[cfg(not(loom))]
-pub mod holder_record;
-#[cfg(not(loom))]
 pub mod inspect;
-#[cfg(not(loom))]
-pub mod liveness;
 #[cfg(not(loom))]
 pub mod lock_dir;
 #[cfg(not(loom))]
-pub mod lock_file;
-#[cfg(not(loom))]
 pub mod name;
-#[cfg(not(loom))]
-mod os_file_lock;
-#[cfg(not(loom))]
-mod os_wait;
 #[cfg(not(loom))]
 pub mod process_info;
 #[cfg(not(loom))]
@@ -67,11 +58,7 @@ pub mod raw_lock;
 #[cfg(not(loom))]
 pub mod rw_lock;
 #[cfg(not(loom))]
-pub mod segment;
-#[cfg(not(loom))]
-pub mod shm_lock;
-#[cfg(not(loom))]
-pub mod slot_table;
+pub mod shm;
 #[cfg(not(loom))]
 mod waiter_pool;
 
@@ -79,7 +66,7 @@ mod waiter_pool;
 pub use backend::{AnyLock, Backend};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(not(loom))]
-pub use file_lock::{FileLock, Mode};
+pub use file::{FileLock, Mode};
 #[cfg(not(loom))]
 pub use handle::Handle;
 #[cfg(not(loom))]
@@ -87,4 +74,4 @@ pub use raw_lock::{OwnerInfo, RawLock};
 #[cfg(not(loom))]
 pub use rw_lock::RwHandle;
 #[cfg(not(loom))]
-pub use shm_lock::{ShmLock, ShmSpace};
+pub use shm::{ShmLock, ShmSpace};

@@ -40,6 +40,47 @@ impl OwnerInfo {
   }
 }
 
+/// What a backend sees of one lock.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Seen {
+  /// Held by a live holder now (for a reader-writer lock: by readers or a writer).
+  pub locked: bool,
+  /// The holder, alive or not (a dead one is shown with `alive: false` until someone takes the
+  /// lock over). Readers have no owner record.
+  pub owner: Option<OwnerInfo>,
+}
+
+impl From<Option<OwnerInfo>> for Seen {
+  /// For backends where a lock is held exactly when it has a live owner.
+  fn from(owner: Option<OwnerInfo>) -> Seen {
+    Seen {
+      locked: owner.as_ref().is_some_and(|o| o.alive),
+      owner,
+    }
+  }
+}
+
+/// An entry of the lock directory that `list` left out, and why (a stray file named like a lock
+/// file, a lock table that cannot be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+  /// The entry's file name in the lock directory.
+  pub entry: String,
+  pub why: String,
+}
+
+impl Skipped {
+  pub fn new(entry: &str, why: String) -> Skipped {
+    Skipped {
+      entry: entry.to_owned(),
+      why,
+    }
+  }
+}
+
+/// Every lock of one backend (readable name and holder), and the entries it left out.
+pub type Listing = (Vec<(String, Seen)>, Vec<Skipped>);
+
 pub trait RawLock: Send + Sync {
   /// One attempt, never waits. Takes the lock if free or abandoned, and, when `probe`, if its
   /// holder's process is dead (which costs system calls when the lock is busy).

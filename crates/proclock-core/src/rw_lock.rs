@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::backend::AnyLock;
 use crate::error::{Error, ErrorKind, Result};
-use crate::file_lock::{FileLock, Mode};
+use crate::file::{FileLock, Mode};
 use crate::handle::Handle;
 use crate::raw_lock::RawLock;
 

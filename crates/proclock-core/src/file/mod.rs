@@ -1,10 +1,10 @@
 //! The `file` backend: one handle on one lock file, locked with a kernel file lock.
 //!
-//! The kernel does the hard parts: exclusion between descriptions (`os_file_lock.rs`), and
+//! The kernel does the hard parts: exclusion between descriptions (`file/os.rs`), and
 //! freeing the lock the moment its holder's last descriptor closes, which is when its process
 //! dies, however it dies. What this file adds:
 //!
-//! - **Owner info and tokens** in the lock file (`lock_file.rs`), written by the exclusive
+//! - **Owner info and tokens** in the lock file (`file/format.rs`), written by the exclusive
 //!   holder right after the kernel grants the lock and before the acquisition returns.
 //! - **Waiting with timeouts and cancellation.** A blocking lock request (`F_OFD_SETLKW`,
 //!   `flock`, `LockFileEx`) has no timeout and cannot be interrupted without signals, and a
@@ -23,6 +23,9 @@
 //! Readers (`Mode::Shared`, `RwLock`) neither read nor write the record: many hold at once, so
 //! none of them owns it. Owner info and `ownerDied` describe exclusive holds.
 
+pub mod format;
+pub(crate) mod os;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,13 +34,11 @@ use std::time::Instant;
 
 use crate::crash_points::{reached, Step};
 use crate::error::{Error, ErrorKind, Result};
-use crate::inspect::{Listing, Seen, Skipped};
 use crate::lock_dir::LockDir;
-use crate::lock_file::{LockFile, Record};
+use crate::file::format::{LockFile, Record};
 use crate::name::LockName;
-pub use crate::os_file_lock::Mode;
-use crate::os_file_lock::{self as os};
-use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
+pub use crate::file::os::Mode;
+use crate::raw_lock::{format_uuid, Acquired, Listing, OwnerInfo, RawLock, Seen, Skipped, Stop};
 use crate::waiter_pool;
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,7 +156,7 @@ impl FileLock {
         let record = Record {
           held: true,
           pid: self.pid,
-          since_ms: crate::shm_lock::epoch_ms(),
+          since_ms: crate::clock::epoch_ms(),
           token,
           uuid: self.uuid,
           description: description.to_vec(),
@@ -500,7 +501,7 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   let info = |alive: bool| OwnerInfo {
     pid: record.pid,
     uuid: format_uuid(&record.uuid),
-    description: crate::holder_record::description_text(&record.description),
+    description: crate::description::description_text(&record.description),
     since_ms: record.since_ms,
     token: record.token,
     alive,

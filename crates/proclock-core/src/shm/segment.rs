@@ -38,7 +38,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-  /// 1: lock slots (`slot_table.rs`), 2: process entries (`liveness.rs`).
+  /// 1: lock slots (`shm/slot_table.rs`), 2: process entries (`shm/liveness.rs`).
   pub kind: u32,
   pub entry_size: usize,
   pub entry_count: usize,
