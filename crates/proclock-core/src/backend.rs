@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::{FileLock, Mode};
-use crate::raw_lock::{Acquired, OwnerInfo, RawLock, Stop};
+use crate::raw_lock::{Acquired, InspectLock, Losable, OwnerInfo, RawLock, Stop};
 use crate::shm::ShmLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,18 +89,25 @@ impl RawLock for AnyLock {
   fn interrupt(&self) {
     dispatch!(self, l => l.interrupt())
   }
+  fn uuid(&self) -> [u8; 16] {
+    dispatch!(self, l => l.uuid())
+  }
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    dispatch!(self, l => l.hold_descriptor())
+  }
+}
+
+impl InspectLock for AnyLock {
   fn is_locked(&self) -> Result<bool> {
     dispatch!(self, l => l.is_locked())
   }
   fn owner(&self) -> Result<Option<OwnerInfo>> {
     dispatch!(self, l => l.owner())
   }
-  fn uuid(&self) -> [u8; 16] {
-    dispatch!(self, l => l.uuid())
-  }
-  fn force_release(&self) -> Result<bool> {
-    dispatch!(self, l => l.force_release())
-  }
+}
+
+impl Losable for AnyLock {
   fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
     dispatch!(self, l => l.lock_dir())
   }
@@ -110,8 +117,8 @@ impl RawLock for AnyLock {
   fn files_gone(&self) -> Option<String> {
     dispatch!(self, l => l.files_gone())
   }
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
-    dispatch!(self, l => l.hold_descriptor())
-  }
 }
+
+// No `ForceRelease` for `AnyLock`: not every backend can end another process's hold. A forced
+// release goes through the table of backends (`inspect.rs`), which says per backend whether it
+// can.

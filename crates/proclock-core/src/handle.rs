@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::description::check_description;
-use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
+use crate::raw_lock::{format_uuid, Acquired, InspectLock, OwnerInfo, RawLock, Stop};
 use crate::waiter_pool;
 
 const IDLE: u8 = 0;
@@ -468,6 +468,10 @@ impl<R: RawLock + 'static> Handle<R> {
     format_uuid(&self.raw.uuid())
   }
 
+}
+
+/// Looking at the lock, for a backend that can ([`InspectLock`]).
+impl<R: RawLock + InspectLock + 'static> Handle<R> {
   pub fn is_locked(&self) -> Result<bool> {
     if self.closed() {
       return Err(closed());

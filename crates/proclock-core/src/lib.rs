@@ -70,7 +70,7 @@ pub use file::{FileLock, Mode};
 #[cfg(not(loom))]
 pub use handle::Handle;
 #[cfg(not(loom))]
-pub use raw_lock::{OwnerInfo, RawLock};
+pub use raw_lock::{CannotForce, ForceRelease, InspectLock, Losable, OwnerInfo, RawLock};
 #[cfg(not(loom))]
 pub use rw_lock::RwHandle;
 #[cfg(not(loom))]

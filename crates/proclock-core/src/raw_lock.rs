@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 pub use crate::lock_word::{Acquired, Stop};
 
 /// The holder of a lock, as `owner()` reports it.
@@ -81,7 +81,7 @@ impl Skipped {
 /// Every lock of one backend (readable name and holder), and the entries it left out.
 pub type Listing = (Vec<(String, Seen)>, Vec<Skipped>);
 
-pub trait RawLock: Send + Sync {
+pub trait RawLock: Losable + Send + Sync {
   /// One attempt, never waits. Takes the lock if free or abandoned, and, when `probe`, if its
   /// holder's process is dead (which costs system calls when the lock is busy).
   fn try_lock(&self, description: &[u8], probe: bool) -> Result<Option<Acquired>>;
@@ -104,21 +104,36 @@ pub trait RawLock: Send + Sync {
   fn abandon(&self) -> Result<()>;
   /// Wake this handle's waiter(s) so they notice a cancellation now.
   fn interrupt(&self);
+  /// This handle's owner UUID.
+  fn uuid(&self) -> [u8; 16];
+  /// The descriptor whose lifetime keeps a hold of this handle alive, for handing the hold to
+  /// a child process (`proclock run` passes it to the command it runs, as `flock(1)` does):
+  /// while any process keeps a duplicate of it open, the hold survives the death of this one.
+  /// Meaningful only while this handle holds (`Handle::hold_descriptor` checks that); `None`
+  /// if the backend has no such descriptor. Unix only: on Windows, file locks and the liveness
+  /// lock belong to the process that took them, so no descriptor can carry them to another.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    None
+  }
+}
+
+/// Looking at the lock through a handle: who holds it, without taking it. Every backend today
+/// can; a backend that cannot tell (or not cheaply) leaves it out, and the handle's `is_locked`
+/// and `owner` are then not there to call.
+pub trait InspectLock {
   /// Held by a live holder (anyone, this handle included), now.
   fn is_locked(&self) -> Result<bool>;
   /// The current holder, if the lock is held (alive or not yet taken over).
   fn owner(&self) -> Result<Option<OwnerInfo>>;
-  /// This handle's owner UUID.
-  fn uuid(&self) -> [u8; 16];
-  /// End the current hold of this lock, whoever holds it (`forceRelease`; dangerous, for
-  /// operators). `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards:
-  /// the old holder's next release fails with `NotHeld`; the next acquirer is told
-  /// `owner_died`; its token is larger than the old holder's (the backend waits, within a bound,
-  /// for the old holder to finish acquiring). Called on a handle that does not hold the lock
-  /// (normally one opened just for this).
-  fn force_release(&self) -> Result<bool>;
-  /// The lock directory this lock lives in, where its handle registers to be told of a loss
-  /// (`lock_dir.rs`). `None`: a backend without one (nothing to lose).
+}
+
+/// Where a lock lives, for noticing that it was split from its name (its lock directory, or
+/// its file in it, deleted or moved while in use: `lock_dir.rs`). The defaults say "nowhere to
+/// lose", for a backend that has no files (a database server keeps its own locks).
+pub trait Losable {
+  /// The lock directory this lock lives in, where its handle registers to be told of a loss.
+  /// `None`: a backend without one (nothing to lose).
   fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
     None
   }
@@ -132,14 +147,25 @@ pub trait RawLock: Send + Sync {
   fn files_gone(&self) -> Option<String> {
     None
   }
-  /// The descriptor whose lifetime keeps a hold of this handle alive, for handing the hold to
-  /// a child process (`proclock run` passes it to the command it runs, as `flock(1)` does):
-  /// while any process keeps a duplicate of it open, the hold survives the death of this one.
-  /// Meaningful only while this handle holds (`Handle::hold_descriptor` checks that); `None`
-  /// if the backend has no such descriptor. Unix only: on Windows, file locks and the liveness
-  /// lock belong to the process that took them, so no descriptor can carry them to another.
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd>;
+}
+
+/// Ending the current hold of a lock, whoever holds it (`forceRelease`; dangerous, for
+/// operators). Only a backend that can take a hold away from a live holder implements it.
+pub trait ForceRelease {
+  /// `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards: the old
+  /// holder's next release fails with `NotHeld`; the next acquirer is told `owner_died`; its
+  /// token is larger than the old holder's (the backend waits, within a bound, for the old
+  /// holder to finish acquiring). Called on a handle that does not hold the lock (normally one
+  /// opened just for this).
+  fn force_release(&self) -> Result<bool>;
+}
+
+/// The other side of [`ForceRelease`], for a backend whose holds nobody but their holder can
+/// end (a kernel file lock): it says why a forced release of a held lock is refused.
+pub trait CannotForce {
+  /// `Ok(None)`: the lock is not held, so there is nothing to end (a forced release reports
+  /// `false`); `Ok(Some(error))`: it is held, and `error` is what the forced release fails with.
+  fn why_not_forced(&self) -> Result<Option<Error>>;
 }
 
 /// Canonical hyphenated form of a UUID.

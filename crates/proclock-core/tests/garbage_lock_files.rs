@@ -46,7 +46,7 @@ use proclock_core::inspect::{self, Seen};
 use proclock_core::file::format::{parse_header, Record, FILE_SIZE};
 use proclock_core::name::LockName;
 use proclock_core::raw_lock::format_uuid;
-use proclock_core::{ErrorKind, FileLock, Mode, OwnerInfo, RawLock};
+use proclock_core::{ErrorKind, FileLock, InspectLock, Mode, OwnerInfo, RawLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -238,7 +238,7 @@ fn run_case(input: Input, extra: Option<Bytes>) {
       .unwrap()
       .is_none());
     assert_eq!(
-      file::inspect(&LockName::new(NAME_UNDER_TEST).unwrap(), Some(dir)).unwrap(),
+      file::look(&LockName::new(NAME_UNDER_TEST).unwrap(), Some(dir)).unwrap(),
       Seen::default()
     );
     assert!(listed(dir).unwrap().is_empty());

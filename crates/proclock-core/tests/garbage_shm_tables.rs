@@ -61,7 +61,7 @@ use proclock_core::raw_lock::Stop;
 use proclock_core::shm::segment::{Segment, HEADER_SIZE};
 use proclock_core::shm::TOKEN_LIMIT;
 use proclock_core::shm::slot_table::{LOCKS_LAYOUT, SLOTS_PER_SEGMENT};
-use proclock_core::{ErrorKind, RawLock, ShmLock};
+use proclock_core::{ErrorKind, InspectLock, RawLock, ShmLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 

@@ -47,7 +47,7 @@ use proclock_core::process_info::start_identity;
 use proclock_core::raw_lock::{Acquired, Stop};
 use proclock_core::shm::segment::HEADER_SIZE;
 use proclock_core::shm::slot_table::{segment_file, Slot, SlotTable, LOCKS_LAYOUT};
-use proclock_core::{FileLock, Mode, RawLock, ShmLock};
+use proclock_core::{FileLock, InspectLock, Mode, RawLock, ShmLock};
 
 const ROLE: &str = "PROCLOCK_TEST_CHILD";
 const NEVER: &dyn Fn() -> bool = &|| false;

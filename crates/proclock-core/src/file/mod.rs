@@ -38,7 +38,7 @@ use crate::lock_dir::LockDir;
 use crate::file::format::{LockFile, Record};
 use crate::name::LockName;
 pub use crate::file::os::Mode;
-use crate::raw_lock::{format_uuid, Acquired, Listing, OwnerInfo, RawLock, Seen, Skipped, Stop};
+use crate::raw_lock::{format_uuid, Acquired, CannotForce, InspectLock, Listing, Losable, OwnerInfo, RawLock, Seen, Skipped, Stop};
 use crate::waiter_pool;
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -394,6 +394,23 @@ impl RawLock for FileLock {
     }
   }
 
+  fn uuid(&self) -> [u8; 16] {
+    self.uuid
+  }
+
+  /// The description that holds the kernel lock (the main one, or the wait request's own). The
+  /// lock belongs to the description, not to a descriptor or a process: a child that inherits
+  /// a duplicate keeps it held after we die, and the kernel ends it when the last duplicate
+  /// closes (then the record still says "held", so the next holder is told `owner_died`). An
+  /// explicit unlock here still ends it at once for everyone, children included.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    guard(&self.holding).as_ref().map(|(holding, _)| self.file_of(holding).as_raw_fd())
+  }
+}
+
+impl InspectLock for FileLock {
   fn is_locked(&self) -> Result<bool> {
     Ok(self.probe()?.is_some())
   }
@@ -401,39 +418,9 @@ impl RawLock for FileLock {
   fn owner(&self) -> Result<Option<OwnerInfo>> {
     seen(&self.lock_file, self.probe_file()?).map(|s| s.owner)
   }
+}
 
-  /// A kernel file lock cannot be taken from a live process: the kernel ends it only when the
-  /// holder's description closes. So a forced release frees nothing a live holder has; it
-  /// refuses, naming the holder, rather than pretending. A dead holder's lock is already free
-  /// (the next acquirer takes over and sees `ownerDied`), so there is nothing to end either.
-  fn force_release(&self) -> Result<bool> {
-    match self.probe()? {
-      None => Ok(false),
-      Some(Mode::Shared) => Err(Error::new(
-        ErrorKind::Permission,
-        format!(
-          "{} is held by readers; a kernel file lock cannot be taken from a live process",
-          self.lock_file.path.display()
-        ),
-      )),
-      Some(Mode::Exclusive) => {
-        let pid = self.lock_file.read_record().map(|r| r.pid).unwrap_or(0);
-        Err(Error::new(
-          ErrorKind::Permission,
-          format!(
-            "the file lock {} is held by a live process (pid {pid}); the kernel does not let anyone take a file lock from \
-             its holder: stop that process to free it",
-            self.lock_file.path.display()
-          ),
-        ))
-      }
-    }
-  }
-
-  fn uuid(&self) -> [u8; 16] {
-    self.uuid
-  }
-
+impl Losable for FileLock {
   fn lock_dir(&self) -> Option<&LockDir> {
     Some(&self.dir)
   }
@@ -449,16 +436,35 @@ impl RawLock for FileLock {
     (!self.dir.names(name, &self.lock_file.file))
       .then(|| format!("{} was deleted or moved while in use", self.lock_file.path.display()))
   }
+}
 
-  /// The description that holds the kernel lock (the main one, or the wait request's own). The
-  /// lock belongs to the description, not to a descriptor or a process: a child that inherits
-  /// a duplicate keeps it held after we die, and the kernel ends it when the last duplicate
-  /// closes (then the record still says "held", so the next holder is told `owner_died`). An
-  /// explicit unlock here still ends it at once for everyone, children included.
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
-    use std::os::fd::AsRawFd;
-    guard(&self.holding).as_ref().map(|(holding, _)| self.file_of(holding).as_raw_fd())
+impl CannotForce for FileLock {
+  /// A kernel file lock cannot be taken from a live process: the kernel ends it only when the
+  /// holder's description closes. So a forced release frees nothing a live holder has; it
+  /// refuses, naming the holder, rather than pretending. A dead holder's lock is already free
+  /// (the next acquirer takes over and sees `ownerDied`), so there is nothing to end either.
+  fn why_not_forced(&self) -> Result<Option<Error>> {
+    Ok(match self.probe()? {
+      None => None,
+      Some(Mode::Shared) => Some(Error::new(
+        ErrorKind::Permission,
+        format!(
+          "{} is held by readers; a kernel file lock cannot be taken from a live process",
+          self.lock_file.path.display()
+        ),
+      )),
+      Some(Mode::Exclusive) => {
+        let pid = self.lock_file.read_record().map(|r| r.pid).unwrap_or(0);
+        Some(Error::new(
+          ErrorKind::Permission,
+          format!(
+            "the file lock {} is held by a live process (pid {pid}); the kernel does not let anyone take a file lock from \
+             its holder: stop that process to free it",
+            self.lock_file.path.display()
+          ),
+        ))
+      }
+    })
   }
 }
 
@@ -523,14 +529,26 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   })
 }
 
+// The file backend's entries in the table of backends (`inspect.rs`): look, list, and why a
+// forced release is refused.
+
 /// The holder of file lock `name` (alive or not), without creating anything.
-pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
+pub fn look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
   let Some(dir) = LockDir::shared_existing(dir)? else {
     return Ok(Seen::default());
   };
   match LockFile::open_existing(&dir, name)? {
     Some(lf) => seen(&lf, &lf.file),
     None => Ok(Seen::default()),
+  }
+}
+
+/// Why a forced release of file lock `name` is refused (see [`CannotForce`]); `None` if it is
+/// not held or does not exist (nothing is created).
+pub fn why_not_forced(name: &str, dir: Option<&Path>) -> Result<Option<Error>> {
+  match FileLock::open_existing(name, dir, Mode::Exclusive)? {
+    Some(lock) => lock.why_not_forced(),
+    None => Ok(None),
   }
 }
 

@@ -26,7 +26,7 @@ use crate::shm::liveness::Liveness;
 use crate::lock_dir::LockDir;
 use crate::lock_word::{self, handle_id, holder_of, pslot_of, Acquired, Stop, WaitEnv};
 use crate::name::LockName;
-use crate::raw_lock::{format_uuid, OwnerInfo, RawLock};
+use crate::raw_lock::{format_uuid, ForceRelease, InspectLock, Listing, Losable, OwnerInfo, RawLock, Seen};
 use crate::shm::slot_table::{Slot, SlotRef, SlotTable};
 use crate::sync::AtomicU32;
 
@@ -446,6 +446,22 @@ impl RawLock for ShmLock {
     lock_word::wake_all(&self.slot().cell, &self.env(false));
   }
 
+  fn uuid(&self) -> [u8; 16] {
+    self.uuid
+  }
+
+  /// This process's liveness registration (`shm/liveness.rs`): a hold's word names our process
+  /// slot, and the holder counts as alive exactly while that slot's liveness lock is held. A
+  /// child that inherits this descriptor keeps it held after we die, so our holds stay alive
+  /// until the child ends too; then the next contender's liveness check takes them over
+  /// (`owner_died`). Every hold of this process shares the one descriptor.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    self.space.liveness.me().descriptor()
+  }
+}
+
+impl InspectLock for ShmLock {
   fn is_locked(&self) -> Result<bool> {
     Ok(self.space.owner_of(self.slot()).is_some_and(|o| o.alive))
   }
@@ -453,11 +469,9 @@ impl RawLock for ShmLock {
   fn owner(&self) -> Result<Option<OwnerInfo>> {
     Ok(self.space.owner_of(self.slot()))
   }
+}
 
-  fn uuid(&self) -> [u8; 16] {
-    self.uuid
-  }
-
+impl Losable for ShmLock {
   fn lock_dir(&self) -> Option<&LockDir> {
     Some(&self.space.dir)
   }
@@ -469,22 +483,14 @@ impl RawLock for ShmLock {
   fn files_gone(&self) -> Option<String> {
     self.space.is_lost().then(|| self.space.lost_why.get().cloned().unwrap_or_default())
   }
+}
 
+impl ForceRelease for ShmLock {
   fn force_release(&self) -> Result<bool> {
     let slot = self.slot();
     Ok(lock_word::force_release(&slot.cell, self.me, &self.env(false), |holder| {
       self.space.settle(slot, holder);
     }))
-  }
-
-  /// This process's liveness registration (`shm/liveness.rs`): a hold's word names our process
-  /// slot, and the holder counts as alive exactly while that slot's liveness lock is held. A
-  /// child that inherits this descriptor keeps it held after we die, so our holds stay alive
-  /// until the child ends too; then the next contender's liveness check takes them over
-  /// (`owner_died`). Every hold of this process shares the one descriptor.
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
-    self.space.liveness.me().descriptor()
   }
 }
 
@@ -602,6 +608,39 @@ impl ShmLock {
     }
     // The slot exists and slots are never freed, so this finds it rather than claiming one.
     ShmLock::open(name, dir).map(Some)
+  }
+}
+
+// The shm backend's entries in the table of backends (`inspect.rs`): look, list, force.
+
+/// The holder of shm lock `name` (alive or not), without creating anything.
+pub fn look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
+  match ShmSpace::existing(dir)? {
+    Some(space) => space.inspect(name).map(Seen::from),
+    None => Ok(Seen::default()),
+  }
+}
+
+/// The shm locks of the directory. Unlike a stray file lock, an unusable shm lock table (a
+/// damaged segment, or a foreign entry where a segment should be) fails the listing: it is not
+/// one stray entry beside the locks but the table they all live in, every shm lock operation in
+/// the directory fails on it too, and it must be noticed, not hidden.
+pub fn list(dir: Option<&Path>) -> Result<Listing> {
+  match ShmSpace::existing(dir)? {
+    Some(space) => Ok((
+      space.list()?.into_iter().map(|(name, owner)| (name, Seen::from(owner))).collect(),
+      Vec::new(),
+    )),
+    None => Ok(Default::default()),
+  }
+}
+
+/// End the current hold of shm lock `name`, whoever holds it (see [`ForceRelease`]). `Ok(false)`
+/// if it was not held or never existed (nothing is created).
+pub fn force_release(name: &str, dir: Option<&Path>) -> Result<bool> {
+  match ShmLock::open_existing(name, dir)? {
+    Some(lock) => lock.force_release(),
+    None => Ok(false),
   }
 }
 
