@@ -34,7 +34,7 @@ pub enum Step {
   /// `shm/liveness.rs`: took our process slot's liveness lock; its process-table entry (pid,
   /// start identity, first seq) is not written yet.
   RegisterLivenessLocked,
-  /// `lock_dir.rs` (creating a segment or a lock file): the temporary file exists, empty.
+  /// `lock_dir/mod.rs` (creating a segment or a lock file): the temporary file exists, empty.
   PublishTempCreated,
   /// The temporary file has its full size, all zeros; its header is not written yet.
   PublishTempSized,

@@ -9,7 +9,7 @@
 //! - **Abandon.** The environment that owns the handle is going away (a worker thread being
 //!   terminated): a hold is released as ABANDONED so its next holder sees `owner_died`.
 //! - **Lost.** The lock directory, or the file the lock lives in, was deleted or moved while
-//!   the handle used it (`lock_dir.rs`, `dir_watch.rs`): `lose()` makes the handle LOST, for
+//!   the handle used it (`lock_dir/mod.rs`, `lock_dir/watch.rs`): `lose()` makes the handle LOST, for
 //!   good. A hold it had may no longer be exclusive (new processes take the same name in a new
 //!   directory), so it is no longer reported as held, `release()` and every acquisition fail
 //!   `Lost`, a pending wait is cancelled and fails `Lost`, and the `on_lost` callback (the

@@ -40,8 +40,6 @@ mod sync;
 #[cfg(not(loom))]
 pub mod backend;
 #[cfg(not(loom))]
-mod dir_watch;
-#[cfg(not(loom))]
 pub mod file;
 #[cfg(not(loom))]
 pub mod handle;

@@ -129,7 +129,7 @@ pub trait InspectLock {
 }
 
 /// Where a lock lives, for noticing that it was split from its name (its lock directory, or
-/// its file in it, deleted or moved while in use: `lock_dir.rs`). The defaults say "nowhere to
+/// its file in it, deleted or moved while in use: `lock_dir/mod.rs`). The defaults say "nowhere to
 /// lose", for a backend that has no files (a database server keeps its own locks).
 pub trait Losable {
   /// The lock directory this lock lives in, where its handle registers to be told of a loss.

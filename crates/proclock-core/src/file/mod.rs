@@ -560,7 +560,7 @@ pub fn why_not_forced(name: &str, dir: Option<&Path>) -> Result<Option<Error>> {
 /// ours is skipped and reported, never fatal: a directory, FIFO, socket or symlink (told from
 /// the directory entry's type, before anything is opened: opening a FIFO could block, and a
 /// symlink is never followed), or a file that opening refuses (another owner, mode bits for
-/// others, more than one hard link: `lock_dir.rs`). A file whose header is not a lock file's
+/// others, more than one hard link: `lock_dir/mod.rs`). A file whose header is not a lock file's
 /// is not ours and is left out silently, as before. What still fails the listing: a lock file
 /// of ours (its header names the lock) whose record is damaged, which is a broken lock, not a
 /// stray entry, and must be noticed (`inspect` of that lock fails the same way); and failures

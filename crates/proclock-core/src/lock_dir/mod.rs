@@ -77,12 +77,14 @@
 //! processes create a new directory under the same path and take the same names there. So each
 //! directory keeps a registry of what uses it (handles, the shm space), weakly, and a loss marks
 //! them all (`Loss`, `lose_all`; `lose_entry` for one file, which splits only the locks in that
-//! file). Who notices: a kernel watch on the directory (`dir_watch.rs`), and, where there is no
+//! file). Who notices: a kernel watch on the directory (`lock_dir/watch.rs`), and, where there is no
 //! watch, the slow paths (`check`: the start of a wait, a failed try). The process cache
 //! (`shared`) never hands out a lost directory again, so the next handle opens the path afresh.
 //!
 //! Windows: names are opened with `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are
 //! refused. ACLs are inherited from the per-user temp directory; they are not checked here.
+
+mod watch;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -129,7 +131,7 @@ pub trait Member: Send + Sync {
 struct Loss {
   lost: AtomicBool,
   why: OnceLock<String>,
-  /// A kernel watch covers this directory (`dir_watch.rs`): failed tries need not look.
+  /// A kernel watch covers this directory (`lock_dir/watch.rs`): failed tries need not look.
   watched: AtomicBool,
   members: Mutex<Vec<Weak<dyn Member>>>,
 }
@@ -190,7 +192,7 @@ impl LockDir {
       return Ok(dir.clone());
     }
     let dir = Arc::new(LockDir::resolve(request.as_deref())?);
-    crate::dir_watch::watch(&dir);
+    watch::watch(&dir);
     dirs.insert(request, (pid, dir.clone()));
     Ok(dir)
   }
