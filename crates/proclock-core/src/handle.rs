@@ -39,7 +39,7 @@
 //! plain stores (a CAS there would cost the uncontended acquire and release), which can
 //! overwrite LOST in the instant between the owner's load and its store. So the loss is also a
 //! sticky flag (`lost`, set first), which the owner reads beside the state in `begin` and
-//! `end_hold` (a plain load of the same cache line): an acquisition or release that raced the
+//! `release_as` (a plain load of the same cache line): an acquisition or release that raced the
 //! loss completes as if it came just before it, and everything after it sees the loss.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
@@ -62,6 +62,41 @@ const LOST_HELD: u8 = 5;
 
 /// Called once when a handle is lost (the binding wakes the holder's JS signal with it).
 pub type OnLost = Box<dyn FnOnce() + Send>;
+
+/// How a hold ends. Every hold a handle has ever had ends through [`Handle::end_hold`] with one
+/// of these, which decides what the next holder is told:
+///
+/// | way | when | the lock is left |
+/// |-----|------|------------------|
+/// | `Released` | `release()`, or `close()` of a held handle | free |
+/// | `Undelivered` | a hold nobody was given: an abort or close that raced the grant, a wait won after a loss, `give_back()` | as the acquisition found it: free, or ABANDONED if it was taken over from a holder that died |
+/// | `Abandoned` | the owning environment ends (`abandon()`, a handle dropped while holding) | ABANDONED |
+/// | `Lost` | a lost handle that still had its hold is closed | ABANDONED |
+///
+/// ABANDONED means the next holder is told `owner_died`. An undelivered hold taken over from a
+/// dead holder must stay ABANDONED: as far as anyone else can tell, that acquisition never
+/// happened, and the dead holder's half-done work still needs repairing; a plain release there
+/// would hide the death from everyone (the soak test found this). A lost hold is ABANDONED
+/// because the work done under it may have overlapped another holder's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+  Released,
+  Undelivered {
+    /// The hold was taken over from a holder that died (`owner_died`).
+    taken_over: bool,
+  },
+  Abandoned,
+  Lost,
+}
+
+/// What the gatekeeping common to every acquisition decided (see `Handle::begin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Begin {
+  /// Not holding: go ahead and acquire.
+  Acquire,
+  /// A reentrant re-acquisition of a hold this handle has: already counted, nothing to take.
+  Reentered,
+}
 
 pub struct Handle<R: RawLock> {
   raw: R,
@@ -210,15 +245,14 @@ impl<R: RawLock + 'static> Handle<R> {
     }
   }
 
-  /// Gatekeeping common to every acquisition. `Ok(true)`: a reentrant re-acquisition that
-  /// has already been counted; `Ok(false)`: go ahead and acquire.
+  /// Gatekeeping common to every acquisition.
   #[inline]
-  fn begin(&self) -> Result<bool> {
+  fn begin(&self) -> Result<Begin> {
     match self.state.load(Acquire) {
-      IDLE if !self.lost.load(Relaxed) => Ok(false),
+      IDLE if !self.lost.load(Relaxed) => Ok(Begin::Acquire),
       HELD if self.reentrant && !self.lost.load(Relaxed) => {
         self.depth.fetch_add(1, Relaxed);
-        Ok(true)
+        Ok(Begin::Reentered)
       }
       HELD if !self.lost.load(Relaxed) => Err(Error::new(
         ErrorKind::Reentry,
@@ -253,7 +287,7 @@ impl<R: RawLock + 'static> Handle<R> {
 
   #[inline]
   fn try_acquire_with(&self, description: Option<&str>, probe: bool) -> Result<bool> {
-    if self.begin()? {
+    if self.begin()? == Begin::Reentered {
       return Ok(true);
     }
     match self.raw.try_lock(self.desc(description)?, probe)? {
@@ -268,7 +302,7 @@ impl<R: RawLock + 'static> Handle<R> {
 
   /// Wait on the calling thread. `timeout` `None` waits forever; zero is a single try.
   pub fn acquire_blocking(&self, timeout: Option<Duration>, description: Option<&str>) -> Result<()> {
-    if self.begin()? {
+    if self.begin()? == Begin::Reentered {
       return Ok(());
     }
     let desc = self.desc(description)?;
@@ -277,7 +311,9 @@ impl<R: RawLock + 'static> Handle<R> {
       // Lost while this thread waited (nothing can interrupt a synchronous wait): the hold
       // was never delivered, so it goes back as the acquisition found it.
       Ok(a) if self.lost.load(Acquire) => {
-        let _ = self.hand_back(a.owner_died);
+        let _ = self.end_hold(HoldEnd::Undelivered {
+          taken_over: a.owner_died,
+        });
         Err(self.lost_error())
       }
       Ok(a) => {
@@ -298,7 +334,7 @@ impl<R: RawLock + 'static> Handle<R> {
     description: Option<String>,
     done: impl FnOnce(Result<()>) + Send + 'static,
   ) -> Result<()> {
-    if self.begin()? {
+    if self.begin()? == Begin::Reentered {
       done(Ok(()));
       return Ok(());
     }
@@ -327,7 +363,9 @@ impl<R: RawLock + 'static> Handle<R> {
           return Ok(());
         }
         // Closed (or lost) while we were winning: nobody wants this hold.
-        let _ = self.hand_back(a.owner_died);
+        let _ = self.end_hold(HoldEnd::Undelivered {
+          taken_over: a.owner_died,
+        });
         Err(self.ended())
       }
       other => {
@@ -353,21 +391,21 @@ impl<R: RawLock + 'static> Handle<R> {
 
   #[inline]
   pub fn release(&self) -> Result<()> {
-    self.end_hold(false)
+    self.release_as(HoldEnd::Released)
   }
 
-  /// Give back a hold that was never delivered to its caller (an abort that raced the grant).
-  /// As `release`, except that a hold taken over from a holder that died is given back as
-  /// ABANDONED (the file backend: without writing "free"), so the next holder is still told
-  /// `owner_died`: as far as anyone else can tell, this acquisition never happened, and the
-  /// dead holder's half-done work still needs repairing. A plain release here would hide the
-  /// death from everyone (the soak test found this).
+  /// Give back a hold that was never delivered to its caller (an abort that raced the grant):
+  /// [`HoldEnd::Undelivered`], as the acquisition found the lock.
   pub fn give_back(&self) -> Result<()> {
-    self.end_hold(true)
+    self.release_as(HoldEnd::Undelivered {
+      taken_over: self.owner_died.load(Relaxed),
+    })
   }
 
+  /// The owner's side of ending a hold: checks that this handle holds, counts reentrant holds
+  /// down, and ends the last one `how`.
   #[inline]
-  fn end_hold(&self, undelivered: bool) -> Result<()> {
+  fn release_as(&self, how: HoldEnd) -> Result<()> {
     match self.state.load(Acquire) {
       HELD if !self.lost.load(Relaxed) => {}
       CLOSED => return Err(closed()),
@@ -382,43 +420,27 @@ impl<R: RawLock + 'static> Handle<R> {
     }
     self.depth.store(0, Relaxed);
     self.state.store(IDLE, Release);
-    if undelivered {
-      self.hand_back(self.owner_died.load(Relaxed))
-    } else {
-      self.raw.unlock()
-    }
-  }
-
-  /// End a hold nobody was given, as the acquisition found the lock: taken over from a holder
-  /// that died, it goes back ABANDONED, so the next holder is still told (see `give_back`).
-  fn hand_back(&self, owner_died: bool) -> Result<()> {
-    if owner_died {
-      self.raw.abandon()
-    } else {
-      self.raw.unlock()
-    }
+    self.end_hold(how)
   }
 
   /// Release any hold and cancel any wait; idempotent.
   pub fn close(&self) {
-    self.end(false);
+    self.shut(HoldEnd::Released);
   }
 
   /// The owning environment is going away: a hold becomes ABANDONED (its next holder sees
   /// `owner_died`), a pending wait is cancelled. Idempotent.
   pub fn abandon(&self) {
-    self.end(true);
+    self.shut(HoldEnd::Abandoned);
   }
 
-  fn end(&self, abandon: bool) {
+  /// Close: the handle becomes CLOSED for good; a hold it had ends `how`, or [`HoldEnd::Lost`]
+  /// if the handle was lost; a pending wait is cancelled.
+  fn shut(&self, how: HoldEnd) {
     match self.state.swap(CLOSED, AcqRel) {
-      // A lost hold goes back ABANDONED: whoever takes it next on the old files is told
-      // `owner_died`, since the work done under it may have overlapped another holder's.
-      HELD | LOST_HELD if abandon || self.lost.load(Acquire) => {
-        let _ = self.raw.abandon();
-      }
-      HELD => {
-        let _ = self.raw.unlock();
+      HELD | LOST_HELD => {
+        let how = if self.lost.load(Acquire) { HoldEnd::Lost } else { how };
+        let _ = self.end_hold(how);
       }
       WAITING => {
         self.cancel.store(true, Release);
@@ -487,11 +509,23 @@ impl<R: RawLock + InspectLock + 'static> Handle<R> {
   }
 }
 
+impl<R: RawLock> Handle<R> {
+  /// The one place a hold of this handle ends (see [`HoldEnd`]). The caller has already moved
+  /// the state machine off HELD, or the hold was never in it (undelivered).
+  #[inline]
+  fn end_hold(&self, how: HoldEnd) -> Result<()> {
+    match how {
+      HoldEnd::Released | HoldEnd::Undelivered { taken_over: false } => self.raw.unlock(),
+      HoldEnd::Undelivered { taken_over: true } | HoldEnd::Abandoned | HoldEnd::Lost => self.raw.abandon(),
+    }
+  }
+}
+
 impl<R: RawLock> Drop for Handle<R> {
   /// A handle dropped while holding died holding (nobody can release it any more).
   fn drop(&mut self) {
     if matches!(*self.state.get_mut(), HELD | LOST_HELD) {
-      let _ = self.raw.abandon();
+      let _ = self.end_hold(HoldEnd::Abandoned);
     }
   }
 }

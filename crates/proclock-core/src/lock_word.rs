@@ -327,15 +327,17 @@ fn leave<E: WaitEnv>(cell: &LockCell, env: &E, slept: bool) {
 
 /// Release a lock held by `me`; wakes one sleeper if any announced itself.
 pub fn release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotHeld> {
-  end_hold(cell, me, 0, env)
+  free_word(cell, me, 0, env)
 }
 
 /// Release a lock held by `me` as ABANDONED: its next holder is told the owner died.
 pub fn abandon<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotHeld> {
-  end_hold(cell, me, ABANDONED, env)
+  free_word(cell, me, ABANDONED, env)
 }
 
-fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
+/// Set `me`'s word to `free_value` (0 or ABANDONED), keeping nobody's W, and wake a sleeper
+/// if one announced itself.
+fn free_word<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
   // The common case first: our word without W, nobody waiting, nothing to wake.
   let Err(mut cur) = cas(&cell.word, me, free_value, Ordering::SeqCst) else {
     reached(Step::WordFreed);
@@ -414,7 +416,7 @@ pub fn force_release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E, settle: impl
   reached(Step::ForceTookWord);
   settle(holder);
   // Cannot fail: only W can have changed in a word we hold.
-  end_hold(cell, me, ABANDONED, env).is_ok()
+  free_word(cell, me, ABANDONED, env).is_ok()
 }
 
 #[cfg(all(test, not(loom)))]
