@@ -546,3 +546,307 @@ fn timed_out(timeout: Option<Duration>) -> Error {
   let ms = timeout.map_or(f64::INFINITY, |t| t.as_secs_f64() * 1000.0);
   Error::new(ErrorKind::Timeout, format!("timed out after {ms} ms waiting for the lock"))
 }
+
+/// `Handle` over a fake raw lock: the state machine alone, with the races it exists for made
+/// to happen on purpose (a gate holds the waiter inside `lock` until the test lets it win).
+/// The backends' own behaviour is tested against real processes elsewhere.
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::raw_lock::Losable;
+  use std::sync::mpsc;
+  use std::sync::{Condvar, Mutex};
+
+  /// One in-process lock, as a backend would keep it, counting what the handle asked of it.
+  /// Shared, so a test can look at it after the handle is gone.
+  #[derive(Default, Clone)]
+  struct Fake(Arc<Inner>);
+
+  #[derive(Default)]
+  struct Inner {
+    state: Mutex<FakeState>,
+    changed: Condvar,
+  }
+
+  impl std::ops::Deref for Fake {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+      &self.0
+    }
+  }
+
+  #[derive(Default)]
+  struct FakeState {
+    held: bool,
+    /// Left ABANDONED: the next holder is told `owner_died`.
+    abandoned: bool,
+    token: u64,
+    unlocks: u32,
+    abandons: u32,
+    /// `Some(open)`: `lock` waits until the gate opens, then wins whatever else happened
+    /// (cancel, close, loss): a grant racing its cancellation.
+    gate: Option<bool>,
+    /// A waiter is inside `lock`.
+    waiting: bool,
+  }
+
+  impl Fake {
+    fn with(f: impl FnOnce(&mut FakeState)) -> Fake {
+      let fake = Fake::default();
+      f(&mut fake.state.lock().unwrap());
+      fake
+    }
+    fn grant(s: &mut FakeState) -> Acquired {
+      s.held = true;
+      s.token += 1;
+      Acquired {
+        token: s.token,
+        owner_died: std::mem::take(&mut s.abandoned),
+      }
+    }
+  }
+
+  impl Losable for Fake {}
+
+  impl RawLock for Fake {
+    fn try_lock(&self, _description: &[u8], _probe: bool) -> Result<Option<Acquired>> {
+      let mut s = self.state.lock().unwrap();
+      Ok((!s.held).then(|| Fake::grant(&mut s)))
+    }
+    fn lock(
+      &self,
+      _description: &[u8],
+      deadline: Option<Instant>,
+      cancelled: &dyn Fn() -> bool,
+    ) -> Result<std::result::Result<Acquired, Stop>> {
+      let mut s = self.state.lock().unwrap();
+      s.waiting = true;
+      self.changed.notify_all();
+      let outcome = loop {
+        match s.gate {
+          Some(true) => break Ok(Fake::grant(&mut s)),
+          Some(false) => {}
+          None if !s.held => break Ok(Fake::grant(&mut s)),
+          None if cancelled() => break Err(Stop::Cancelled),
+          None if deadline.is_some_and(|d| Instant::now() >= d) => break Err(Stop::TimedOut),
+          None => {}
+        }
+        s = self.changed.wait_timeout(s, Duration::from_millis(5)).unwrap().0;
+      };
+      s.waiting = false;
+      Ok(outcome)
+    }
+    fn unlock(&self) -> Result<()> {
+      let mut s = self.state.lock().unwrap();
+      assert!(s.held, "unlock of a lock not held");
+      (s.held, s.unlocks) = (false, s.unlocks + 1);
+      self.changed.notify_all();
+      Ok(())
+    }
+    fn abandon(&self) -> Result<()> {
+      let mut s = self.state.lock().unwrap();
+      assert!(s.held, "abandon of a lock not held");
+      (s.held, s.abandoned, s.abandons) = (false, true, s.abandons + 1);
+      self.changed.notify_all();
+      Ok(())
+    }
+    fn interrupt(&self) {
+      let _s = self.state.lock().unwrap();
+      self.changed.notify_all();
+    }
+    fn uuid(&self) -> [u8; 16] {
+      [7; 16]
+    }
+  }
+
+  fn handle(fake: Fake, reentrant: bool) -> Arc<Handle<Fake>> {
+    Arc::new(Handle::new(fake, reentrant, String::new()).unwrap())
+  }
+
+  fn state(h: &Handle<Fake>) -> std::sync::MutexGuard<'_, FakeState> {
+    h.raw.state.lock().unwrap()
+  }
+
+  /// Read the fake's state (one lock at a time: two `state` guards in one expression deadlock).
+  fn look<T>(h: &Handle<Fake>, f: impl FnOnce(&FakeState) -> T) -> T {
+    f(&state(h))
+  }
+
+  /// Start a wait; the receiver gets its outcome.
+  fn wait(h: &Arc<Handle<Fake>>) -> mpsc::Receiver<Result<()>> {
+    let (tx, rx) = mpsc::channel();
+    h.acquire_async(None, None, move |r| tx.send(r).unwrap()).unwrap();
+    // The waiter is inside the raw `lock` before the test races it.
+    let mut s = state(h);
+    while !s.waiting {
+      s = h.raw.changed.wait(s).unwrap();
+    }
+    rx
+  }
+
+  fn open_gate(h: &Handle<Fake>) {
+    state(h).gate = Some(true);
+    h.raw.changed.notify_all();
+  }
+
+  fn outcome(rx: &mpsc::Receiver<Result<()>>) -> std::result::Result<(), ErrorKind> {
+    rx.recv_timeout(Duration::from_secs(10)).expect("the wait ended").map_err(|e| e.kind())
+  }
+
+  #[test]
+  fn reentrant_holds_are_counted_and_only_the_last_release_unlocks() {
+    let h = handle(Fake::default(), true);
+    for _ in 0..3 {
+      assert!(h.try_acquire(None).unwrap());
+    }
+    let token = h.token();
+    h.acquire_blocking(None, None).unwrap();
+    let rx = {
+      let (tx, rx) = mpsc::channel();
+      h.acquire_async(None, None, move |r| tx.send(r).unwrap()).unwrap();
+      rx
+    };
+    assert_eq!(outcome(&rx), Ok(()), "a reentrant async acquisition completes at once");
+    assert_eq!(h.token(), token, "nested holds are the same hold");
+    for _ in 0..4 {
+      h.release().unwrap();
+      assert!(h.held());
+      assert_eq!(state(&h).unlocks, 0);
+    }
+    h.release().unwrap();
+    assert!(!h.held());
+    assert_eq!(look(&h, |s| (s.unlocks, s.held)), (1, false));
+    assert_eq!(h.release().unwrap_err().kind(), ErrorKind::NotHeld);
+
+    let once = handle(Fake::default(), false);
+    assert!(once.try_acquire(None).unwrap());
+    assert_eq!(once.try_acquire(None).unwrap_err().kind(), ErrorKind::Reentry);
+    once.release().unwrap();
+    assert_eq!(once.release().unwrap_err().kind(), ErrorKind::NotHeld);
+  }
+
+  #[test]
+  fn a_close_racing_the_grant_gives_the_hold_back_as_it_was_found() {
+    for taken_over in [false, true] {
+      let h = handle(Fake::with(|s| (s.gate, s.abandoned) = (Some(false), taken_over)), false);
+      let rx = wait(&h);
+      assert_eq!(h.try_acquire(None).unwrap_err().kind(), ErrorKind::Reentry, "one acquisition at a time");
+      h.close();
+      open_gate(&h);
+      assert_eq!(outcome(&rx), Err(ErrorKind::Closed));
+      let s = state(&h);
+      assert!(!s.held, "nobody was given the hold, so nobody keeps it");
+      // Taken over from a dead holder: still ABANDONED, so the next holder is still told.
+      assert_eq!((s.unlocks, s.abandons, s.abandoned), (u32::from(!taken_over), u32::from(taken_over), taken_over));
+      drop(s);
+      assert!(!h.held());
+      assert_eq!(h.try_acquire(None).unwrap_err().kind(), ErrorKind::Closed);
+    }
+  }
+
+  #[test]
+  fn a_give_back_after_a_takeover_leaves_the_death_for_the_next_holder() {
+    let h = handle(Fake::with(|s| s.abandoned = true), false);
+    assert!(h.try_acquire(None).unwrap());
+    assert!(h.owner_died());
+    h.give_back().unwrap();
+    assert!(state(&h).abandoned, "an undelivered takeover goes back ABANDONED");
+    assert!(h.try_acquire(None).unwrap());
+    assert!(h.owner_died(), "the next holder is still told");
+    h.release().unwrap();
+    assert!(!state(&h).abandoned, "a delivered hold released normally ends the death's news");
+
+    // Without a takeover, a give-back is a release.
+    assert!(h.try_acquire(None).unwrap());
+    assert!(!h.owner_died());
+    h.give_back().unwrap();
+    assert_eq!(look(&h, |s| (s.abandoned, s.abandons, s.unlocks)), (false, 1, 2), "a release");
+
+    // Abandon (the environment ends) and drop while holding leave it ABANDONED.
+    assert!(h.try_acquire(None).unwrap());
+    h.abandon();
+    assert!(state(&h).abandoned);
+    let fake = Fake::default();
+    {
+      let dropped = Handle::new(fake.clone(), false, String::new()).unwrap();
+      assert!(dropped.try_acquire(None).unwrap());
+    }
+    let s = fake.state.lock().unwrap();
+    assert_eq!((s.held, s.abandoned), (false, true), "a handle dropped holding died holding");
+  }
+
+  #[test]
+  fn cancelling_a_wait_leaves_the_handle_idle_and_usable() {
+    let h = handle(Fake::with(|s| s.held = true), false);
+    let rx = wait(&h);
+    assert!(h.busy() && !h.held());
+    h.cancel();
+    assert_eq!(outcome(&rx), Err(ErrorKind::Cancelled));
+    assert!(!h.busy());
+    // The lock is still someone else's; once it is free, the same handle takes it.
+    assert!(!h.try_acquire(None).unwrap());
+    state(&h).held = false;
+    assert!(h.try_acquire(None).unwrap());
+    h.release().unwrap();
+    // A cancel with nothing pending does nothing.
+    h.cancel();
+    assert!(h.try_acquire(None).unwrap());
+
+    // A cancel that loses the race with the grant: the wait succeeds and the hold is delivered.
+    h.release().unwrap();
+    state(&h).gate = Some(false);
+    let rx = wait(&h);
+    h.cancel();
+    open_gate(&h);
+    assert_eq!(outcome(&rx), Ok(()));
+    assert!(h.held());
+    h.release().unwrap();
+    assert_eq!(state(&h).unlocks, 3);
+  }
+
+  #[test]
+  fn a_lost_handle_reports_its_loss_and_gives_its_hold_back_abandoned_at_close() {
+    let h = handle(Fake::default(), true);
+    let told = Arc::new(AtomicU32::new(0));
+    let t = told.clone();
+    h.on_lost(Box::new(move || {
+      t.fetch_add(1, SeqCst);
+    }));
+    assert!(h.try_acquire(None).unwrap());
+    let token = h.token().unwrap();
+    h.lose("gone");
+    h.lose("gone again");
+    assert_eq!(told.load(SeqCst), 1, "the holder is told once");
+    assert!(h.is_lost() && !h.held() && !h.busy());
+    assert_eq!(h.lost_token(), Some(token));
+    assert_eq!(h.release().unwrap_err().kind(), ErrorKind::Lost);
+    assert_eq!(h.try_acquire(None).unwrap_err().kind(), ErrorKind::Lost);
+    assert!(h.lost_message().unwrap().starts_with("gone"));
+    assert!(state(&h).held, "the raw hold keeps excluding processes on the old files");
+    h.close();
+    let s = state(&h);
+    assert_eq!((s.held, s.abandoned, s.unlocks), (false, true, 0), "a lost hold goes back ABANDONED");
+    drop(s);
+    assert_eq!(h.lost_token(), None);
+
+    // Lost while waiting: the wait is cancelled and fails Lost; a hold won anyway goes back.
+    for gate in [None, Some(false)] {
+      let h = handle(Fake::with(|s| (s.held, s.gate) = (gate.is_none(), gate)), false);
+      let rx = wait(&h);
+      h.lose("moved");
+      if gate.is_some() {
+        open_gate(&h);
+      }
+      assert_eq!(outcome(&rx), Err(ErrorKind::Lost));
+      assert!(!h.held());
+      if gate.is_some() {
+        assert_eq!(look(&h, |s| (s.held, s.unlocks)), (false, 1), "a hold won after the loss goes back");
+      }
+      // A callback set after the loss runs at once.
+      let ran = Arc::new(AtomicBool::new(false));
+      let r = ran.clone();
+      h.on_lost(Box::new(move || r.store(true, SeqCst)));
+      assert!(ran.load(SeqCst));
+    }
+  }
+}
