@@ -1,6 +1,6 @@
 //! PID reuse, with real processes: a pid is a name the kernel hands out again, so a lock must
-//! never trust a pid alone. (MISSION §2: "a reused PID never keeps a dead holder alive", and "a
-//! live holder is never stolen from"; reference/reliability.md §2.2.)
+//! never trust a pid alone: a reused pid never keeps a dead holder alive, and a live holder is
+//! never stolen from.
 //!
 //! Shm backend (`shm/liveness.rs`): a holder's process is alive while it holds the kernel lock on
 //! its liveness file; before saying "dead", the verdict cross-checks the pid and start identity

@@ -38,8 +38,8 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The largest fencing-token counter a lock may be opened with. Tokens are the counter + 1 and
 /// must only grow, so a counter at `u64::MAX` would hand out 0 next. Checking at every grant
-/// would cost the uncontended acquire about 3 ns (measured: 1.49x -> 1.58x the floor), so the
-/// counter is checked once, when a handle is opened: a counter above this limit can only come
+/// would put a compare and a branch on the uncontended acquire, which measurably slowed it
+/// (`docs/benchmarks/analysis.md`), so the counter is checked once, when a handle is opened: a counter above this limit can only come
 /// from a damaged table (fuzzing planted one), and the 2^48 acquisitions of headroom above it
 /// take months at full speed. (A table damaged while handles are open is beyond any check: the
 /// damage could as well name a holder.) Counters start at wall-clock milliseconds << 20
