@@ -63,7 +63,7 @@ const LOST_HELD: u8 = 5;
 /// Called once when a handle is lost (the binding wakes the holder's JS signal with it).
 pub type OnLost = Box<dyn FnOnce() + Send>;
 
-/// How a hold ends. Every hold a handle has ever had ends through [`Handle::end_hold`] with one
+/// How a hold ends. Every hold a handle has ever had ends through `Handle::end_hold` with one
 /// of these, which decides what the next holder is told:
 ///
 /// | way | when | the lock is left |
