@@ -53,7 +53,6 @@
 pub mod child_lifetime;
 pub mod clock;
 pub mod crash_points;
-#[cfg(not(loom))]
 pub mod description;
 pub mod error;
 pub mod lock_word;
@@ -63,7 +62,6 @@ mod sync;
 pub mod backend;
 #[cfg(not(loom))]
 pub mod file;
-#[cfg(not(loom))]
 pub mod handle;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -73,7 +71,6 @@ pub mod lock_dir;
 pub mod name;
 #[cfg(not(loom))]
 pub mod process_info;
-#[cfg(not(loom))]
 pub mod raw_lock;
 #[cfg(not(loom))]
 pub mod rw_lock;
@@ -81,15 +78,15 @@ pub mod rw_lock;
 pub mod shm;
 #[cfg(not(loom))]
 mod waiter_pool;
+#[cfg(loom)]
+pub mod waiter_pool;
 
 #[cfg(not(loom))]
 pub use backend::{AnyLock, Backend};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(not(loom))]
 pub use file::{FileLock, Mode};
-#[cfg(not(loom))]
 pub use handle::Handle;
-#[cfg(not(loom))]
 pub use raw_lock::{CannotForce, ForceRelease, InspectLock, Losable, OwnerInfo, RawLock};
 #[cfg(not(loom))]
 pub use rw_lock::RwHandle;

@@ -134,6 +134,7 @@ pub trait InspectLock {
 pub trait Losable {
   /// The lock directory this lock lives in, where its handle registers to be told of a loss.
   /// `None`: a backend without one (nothing to lose).
+  #[cfg(not(loom))]
   fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
     None
   }

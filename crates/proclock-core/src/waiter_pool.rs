@@ -8,6 +8,8 @@
 //! idle for `IDLE_EXIT` exits. Stacks are 256 KiB: a wait needs little, and the reserve is only
 //! virtual memory, while an overflow would take the whole host process down.
 
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -26,7 +28,28 @@ fn idle() -> &'static Mutex<Vec<Arc<Worker>>> {
   IDLE.get_or_init(Default::default)
 }
 
+/// Under `--cfg loom`: run `job` on a model thread, which [`join`] waits for (the model check of
+/// the handle's state machine, `tests/loom_handle.rs`, races it against the owner's calls).
+#[cfg(loom)]
+pub fn run(job: Job) {
+  MODEL_WAITERS.with(|w| w.borrow_mut().push(loom::thread::spawn(job)));
+}
+
+#[cfg(loom)]
+std::thread_local! {
+  static MODEL_WAITERS: std::cell::RefCell<Vec<loom::thread::JoinHandle<()>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Under `--cfg loom`: wait for every waiter this model thread started.
+#[cfg(loom)]
+pub fn join() {
+  for w in MODEL_WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut())) {
+    w.join().unwrap();
+  }
+}
+
 /// Run `job` on a waiter thread.
+#[cfg(not(loom))]
 pub fn run(job: Job) {
   let worker = idle().lock().unwrap_or_else(|p| p.into_inner()).pop();
   match worker {
