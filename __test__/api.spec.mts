@@ -1,4 +1,4 @@
-// The Lock contract of MISSION.md section 2: timeouts, abort, reentry, release rules, close,
+// The Lock contract (the README's API and "Rules every lock keeps"): timeouts, abort, reentry, release rules, close,
 // disposal, tokens, owner info, and errors with their codes for bad input.
 import test from 'ava'
 import {

@@ -1,4 +1,4 @@
-// inspect, list and forceRelease (MISSION.md section 2) against holders in this process and in
+// inspect, list and forceRelease (the README's "Looking at locks") against holders in this process and in
 // other processes: state without acquiring, nothing created by looking, dead holders, and the
 // forced release's promises (the old holder's release throws, the next holder sees ownerDied
 // and a larger token, a waiter gets the lock).

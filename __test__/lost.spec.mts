@@ -48,7 +48,10 @@ async function round(t: import('ava').ExecutionContext, backend: 'shm' | 'file',
   t.is(lost.close, null, 'close() works')
   t.is(lost.closeAgain, null, 'close() is idempotent')
   const ended = await waiter.next('ended', 10_000)
-  t.is(ended.code, 'ELOCKLOST', `a third process's pending acquire on the old directory rejects ELOCKLOST (${String(ended.message)})`)
+  // Either the pending acquire rejects, or (when it won in the instant before its own notice)
+  // the hold it got is reported lost: never a hold in the old directory that nobody is told of.
+  t.is(ended.code, 'ELOCKLOST', `a third process's pending acquire on the old directory rejects ELOCKLOST, or its hold is reported lost (${String(ended.message)})`)
+  if (ended.won) t.log(`${backend}: the waiter won in the old directory before its notice; its hold was then reported lost`)
   t.true(ended.lostError)
   // The survivor's new handle works in the re-created directory, with larger tokens...
   holder.send({ type: 'reopen' })

@@ -1,4 +1,4 @@
-// Wall-clock jumps must not change timeouts (MISSION §2: "Timeouts count on a monotonic
+// Wall-clock jumps must not change timeouts (the README: timeouts count "on a monotonic
 // clock"). NTP steps, a user setting the date, a VM resumed from a snapshot or a laptop waking
 // up all move the wall clock; a deadline computed on it would then fire at once or hours late.
 //

@@ -96,6 +96,12 @@ impl RawLock for AnyLock {
   fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
     dispatch!(self, l => l.hold_descriptor())
   }
+  fn wait_key(&self) -> String {
+    dispatch!(self, l => l.wait_key())
+  }
+  fn close(&self) {
+    dispatch!(self, l => l.close())
+  }
 }
 
 impl InspectLock for AnyLock {

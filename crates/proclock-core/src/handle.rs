@@ -17,9 +17,11 @@
 //!   loss time: processes still on the old files keep being excluded by it until the user
 //!   closes the handle, which gives it back as ABANDONED (the next holder there is told
 //!   `owner_died`: the work done under the hold may have overlapped another holder's).
-//! - **Waiting on a thread of our own.** `acquire_async` runs the wait on a proclock waiter
-//!   thread (`waiter_pool.rs`), never on the caller's thread and never on a shared pool that
-//!   other work needs.
+//! - **Waiting on a thread of our own.** `acquire_async` queues the wait with the other pending
+//!   waits of this process on the same lock (`shared_wait.rs`), served by one proclock waiter
+//!   thread (`waiter_pool.rs`), never the caller's thread and never a shared pool that other
+//!   work needs. When no thread can be started, it fails at once (`Io`), never waits on the
+//!   caller's thread.
 //!
 //! State machine (one atomic, so the waiter thread and the owning thread agree):
 //!
@@ -51,7 +53,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::description::check_description;
 use crate::raw_lock::{format_uuid, Acquired, InspectLock, OwnerInfo, RawLock, Stop};
-use crate::waiter_pool;
+use crate::shared_wait::{self, Waiter};
 
 const IDLE: u8 = 0;
 const WAITING: u8 = 1;
@@ -252,7 +254,18 @@ impl<R: RawLock + 'static> Handle<R> {
   /// Gatekeeping common to every acquisition.
   #[inline]
   fn begin(&self) -> Result<Begin> {
-    match self.state.load(Acquire) {
+    // The common case alone first, as one compare: a `match` over every state (and the `lost`
+    // guards) compiles to a chain of compares that the uncontended pair pays on every call.
+    let state = self.state.load(Acquire);
+    if state == IDLE && !self.lost.load(Relaxed) {
+      return Ok(Begin::Acquire);
+    }
+    self.begin_otherwise(state)
+  }
+
+  #[cold]
+  fn begin_otherwise(&self, state: u8) -> Result<Begin> {
+    match state {
       IDLE if !self.lost.load(Relaxed) => Ok(Begin::Acquire),
       HELD if self.reentrant && !self.lost.load(Relaxed) => {
         self.depth.fetch_add(1, Relaxed);
@@ -348,13 +361,31 @@ impl<R: RawLock + 'static> Handle<R> {
       return Err(closed());
     }
     self.cancel.store(false, Relaxed);
-    let me = self.clone();
-    waiter_pool::run(Box::new(move || {
-      let desc = description.as_deref().unwrap_or(&me.description).as_bytes();
-      let cancelled = || me.cancel.load(Acquire);
-      let outcome = me.raw.lock(desc, deadline, &cancelled);
-      done(me.finish_wait(outcome, timeout));
-    }));
+    let waiter = Waiter {
+      deadline,
+      cancelled: Box::new({
+        let me = self.clone();
+        move || me.cancel.load(Acquire)
+      }),
+      attempt: Box::new({
+        let me = self.clone();
+        move |until, stop| {
+          let desc = description.as_deref().unwrap_or(&me.description).as_bytes();
+          me.raw.lock(desc, until, stop)
+        }
+      }),
+      finish: Box::new({
+        let me = self.clone();
+        move |outcome| done(me.finish_wait(outcome, timeout))
+      }),
+    };
+    if let Err(failed) = shared_wait::enqueue(self.raw.wait_key(), waiter, || self.raw.interrupt()) {
+      // No thread could be started to wait on: the acquisition ends at once with that error,
+      // through the same delivery as any other outcome (so the caller's promise settles now,
+      // on this thread, and the state goes back to IDLE, or the handle's close is finished).
+      let (e, waiter) = *failed;
+      (waiter.finish)(Err(e));
+    }
     Ok(())
   }
 
@@ -370,10 +401,15 @@ impl<R: RawLock + 'static> Handle<R> {
         let _ = self.end_hold(HoldEnd::Undelivered {
           taken_over: a.owner_died,
         });
+        self.raw.close();
         Err(self.ended())
       }
       other => {
         let was_waiting = self.state.compare_exchange(WAITING, IDLE, AcqRel, Acquire).is_ok();
+        if !was_waiting {
+          // Closed while waiting: `end` left the descriptors to us, the last user.
+          self.raw.close();
+        }
         match other {
           Ok(Err(Stop::TimedOut)) => Err(timed_out(timeout)),
           Ok(Err(Stop::Cancelled)) if was_waiting => Err(Error::new(ErrorKind::Cancelled, "the acquisition was cancelled")),
@@ -410,13 +446,10 @@ impl<R: RawLock + 'static> Handle<R> {
   /// down, and ends the last one `how`.
   #[inline]
   fn release_as(&self, how: HoldEnd) -> Result<()> {
-    match self.state.load(Acquire) {
-      HELD if !self.lost.load(Relaxed) => {}
-      CLOSED => return Err(closed()),
-      IDLE | WAITING if !self.lost.load(Relaxed) => {
-        return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"))
-      }
-      _ => return Err(self.lost_error()),
+    // As in `begin`: the common case (held, not lost) as one compare, the rest out of line.
+    let state = self.state.load(Acquire);
+    if state != HELD || self.lost.load(Relaxed) {
+      return Err(self.not_releasable(state));
     }
     if self.depth.load(Relaxed) > 1 {
       self.depth.fetch_sub(1, Relaxed);
@@ -425,6 +458,16 @@ impl<R: RawLock + 'static> Handle<R> {
     self.depth.store(0, Relaxed);
     self.set_state(IDLE);
     self.end_hold(how)
+  }
+
+  /// Why a hold cannot be ended in `state` (anything but HELD and not lost).
+  #[cold]
+  fn not_releasable(&self, state: u8) -> Error {
+    match state {
+      CLOSED => closed(),
+      IDLE | WAITING if !self.lost.load(Relaxed) => Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"),
+      _ => self.lost_error(),
+    }
   }
 
   /// Release any hold and cancel any wait; idempotent.
@@ -439,18 +482,22 @@ impl<R: RawLock + 'static> Handle<R> {
   }
 
   /// Close: the handle becomes CLOSED for good; a hold it had ends `how`, or [`HoldEnd::Lost`]
-  /// if the handle was lost; a pending wait is cancelled.
+  /// if the handle was lost; a pending wait is cancelled; the raw lock lets go of its
+  /// descriptors (`RawLock::close`) once nothing uses it any more.
   fn shut(&self, how: HoldEnd) {
     match self.state.swap(CLOSED, AcqRel) {
       HELD | LOST_HELD => {
         let how = if self.lost.load(Acquire) { HoldEnd::Lost } else { how };
         let _ = self.end_hold(how);
+        self.raw.close();
       }
+      // The waiting thread still uses the handle; `finish_wait` closes it when done.
       WAITING => {
         self.cancel.store(true, Release);
         self.raw.interrupt();
       }
-      _ => {}
+      CLOSED => {}
+      _ => self.raw.close(),
     }
     // Nobody is left to tell of a loss: let the notice (a JS function) go now.
     drop(self.on_lost.lock().unwrap_or_else(|p| p.into_inner()).take());
@@ -676,6 +723,9 @@ mod tests {
     }
     fn uuid(&self) -> [u8; 16] {
       [7; 16]
+    }
+    fn wait_key(&self) -> String {
+      format!("fake {:p}", Arc::as_ptr(&self.0))
     }
   }
 

@@ -5,7 +5,8 @@
 //! import each other:
 //!
 //! 1. **Shared ground** (top-level files): errors, names, descriptions, clocks, the lock
-//!    directory, process identity, the lock-word protocol, the raw traits, the waiter threads.
+//!    directory, process identity, the lock-word protocol, the raw traits, the waiter threads
+//!    and the shared wait queue.
 //! 2. **Backends**, one folder each: `shm/` and `file/`. A backend implements [`RawLock`] (and
 //!    [`InspectLock`], [`Losable`], and [`ForceRelease`] or [`CannotForce`]), and exposes its
 //!    own `look`/`list`/force entry points for inspection. A new backend (PostgreSQL advisory
@@ -33,6 +34,7 @@
 //! | `lock_word.rs` | the lock-word protocol: exclusion, hand-off, takeover, fencing tokens |
 //! | `raw_lock.rs` | the raw traits a backend implements, and what inspection sees |
 //! | `waiter_pool.rs` | the threads async waits sleep on |
+//! | `shared_wait.rs` | the pending async waits of one lock in one process, sharing one thread |
 //! | `child_lifetime.rs` | Windows: the processes we start die with us (`proclock run`) |
 //! | `shm/mod.rs` | the `shm` backend: one handle on one shared slot, the per-directory space |
 //! | `shm/slot_table.rs` | where each named lock lives in shared memory |
@@ -74,6 +76,7 @@ pub mod process_info;
 pub mod raw_lock;
 #[cfg(not(loom))]
 pub mod rw_lock;
+pub mod shared_wait;
 #[cfg(not(loom))]
 pub mod shm;
 #[cfg(not(loom))]

@@ -106,6 +106,14 @@ pub trait RawLock: Losable + Send + Sync {
   fn interrupt(&self);
   /// This handle's owner UUID.
   fn uuid(&self) -> [u8; 16];
+  /// Which lock (and mode) this handle waits on, as far as this process is concerned: pending
+  /// asynchronous acquisitions with equal keys share one waiting thread (`shared_wait.rs`), and
+  /// [`RawLock::interrupt`] on any of them must wake the wait in progress for any other.
+  fn wait_key(&self) -> String;
+  /// The handle is closed for good and holds nothing: let go of every descriptor it owns now,
+  /// rather than when the handle is finally dropped (garbage collection, for JavaScript). Called
+  /// once nothing else can use this handle; any later call fails or does nothing.
+  fn close(&self) {}
   /// The descriptor whose lifetime keeps a hold of this handle alive, for handing the hold to
   /// a child process (`proclock run` passes it to the command it runs, as `flock(1)` does):
   /// while any process keeps a duplicate of it open, the hold survives the death of this one.

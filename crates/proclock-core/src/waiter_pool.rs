@@ -7,11 +7,23 @@
 //! starts a new one, so N concurrent waits get N threads and none waits for another; a thread
 //! idle for `IDLE_EXIT` exits. Stacks are 256 KiB: a wait needs little, and the reserve is only
 //! virtual memory, while an overflow would take the whole host process down.
+//!
+//! How many threads that is stays bounded by what uses it: the shared waits of `shared_wait.rs`
+//! (one per lock that has waiters in this process) and the `file` backend's kernel requests
+//! (one per lock and mode being waited on, plus requests parked by abandoned waits, which later
+//! waits adopt), never one per pending `acquire()`.
+//!
+//! When no thread can be started (`RLIMIT_NPROC`/`ulimit -u`, a container's `pids.max`,
+//! systemd's `TasksMax`), [`run`] says so and the job is not run. Running it on the caller's
+//! thread instead, as this module once did, blocked the JavaScript thread for the whole wait
+//! (forever, without a timeout); callers turn the error into a rejection at once.
 
 #![cfg_attr(loom, allow(dead_code))]
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -31,8 +43,9 @@ fn idle() -> &'static Mutex<Vec<Arc<Worker>>> {
 /// Under `--cfg loom`: run `job` on a model thread, which [`join`] waits for (the model check of
 /// the handle's state machine, `tests/loom_handle.rs`, races it against the owner's calls).
 #[cfg(loom)]
-pub fn run(job: Job) {
+pub fn run(job: Job) -> Result<()> {
   MODEL_WAITERS.with(|w| w.borrow_mut().push(loom::thread::spawn(job)));
+  Ok(())
 }
 
 #[cfg(loom)]
@@ -48,9 +61,9 @@ pub fn join() {
   }
 }
 
-/// Run `job` on a waiter thread.
+/// Run `job` on a waiter thread. Fails (and drops `job` unrun) when no thread can be started.
 #[cfg(not(loom))]
-pub fn run(job: Job) {
+pub fn run(job: Job) -> Result<()> {
   let worker = idle().lock().unwrap_or_else(|p| p.into_inner()).pop();
   match worker {
     Some(w) => {
@@ -66,15 +79,23 @@ pub fn run(job: Job) {
         let w = w.clone();
         move || serve(w)
       });
-      if spawned.is_err() {
-        // Out of threads: run it here rather than lose it. The caller is then blocked for the
-        // wait, which is better than a promise that never settles.
-        if let Some(job) = w.job.lock().unwrap_or_else(|p| p.into_inner()).take() {
-          job();
-        }
+      if let Err(e) = spawned {
+        drop(w.job.lock().unwrap_or_else(|p| p.into_inner()).take());
+        return Err(no_thread(e));
       }
     }
   }
+  Ok(())
+}
+
+/// The error for a thread that could not be started.
+pub fn no_thread(e: std::io::Error) -> Error {
+  Error::new(
+    ErrorKind::Io,
+    format!(
+      "no thread could be started to wait for the lock ({e}); the process or its user has reached its limit on threads (RLIMIT_NPROC / ulimit -u, a container's pids.max, systemd's TasksMax)"
+    ),
+  )
 }
 
 fn serve(me: Arc<Worker>) {
@@ -125,7 +146,8 @@ mod tests {
           open = gate.1.wait(open).unwrap();
         }
         tx.send(("done", i)).unwrap();
-      }));
+      }))
+      .unwrap();
     }
     for _ in 0..8 {
       assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().0, "started");
@@ -139,7 +161,8 @@ mod tests {
     let (tx2, rx2) = mpsc::channel();
     run(Box::new(move || {
       tx2.send(std::thread::current().name().map(str::to_owned)).unwrap()
-    }));
+    }))
+    .unwrap();
     assert_eq!(rx2.recv_timeout(Duration::from_secs(5)).unwrap().as_deref(), Some("proclock-wait"));
   }
 }

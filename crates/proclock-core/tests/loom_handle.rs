@@ -2,7 +2,8 @@
 //! finishes an asynchronous acquisition, racing the owner's close, abandon and cancel and the
 //! directory watch's `lose`, in every interleaving, under the C11 memory model, running the real
 //! handle code (its atomics come from `src/sync.rs`, which is loom's here; its waiter threads
-//! are loom threads, `waiter_pool::run`).
+//! are loom threads: under loom, `shared_wait::enqueue` runs each wait as a queue of one on a
+//! model thread of its own, so the queue's registry and sweep are not part of this model).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p proclock-core --test loom_handle --release` (the
 //! test command does this). In a normal build this file is empty.
@@ -89,6 +90,9 @@ impl RawLock for Fake {
   fn interrupt(&self) {}
   fn uuid(&self) -> [u8; 16] {
     [0; 16]
+  }
+  fn wait_key(&self) -> String {
+    format!("fake {:p}", self)
   }
 }
 

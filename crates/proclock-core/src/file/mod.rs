@@ -15,6 +15,17 @@
 //!   nobody waiting for it, it is unlocked at once. The next wait in this process on the same
 //!   lock and mode adopts a parked request instead of queueing another (`parked_requests`), so
 //!   timeouts, aborts and closed handles never pile up threads or descriptors in the kernel.
+//!   The acquiring thread is the one thread that serves every pending asynchronous acquisition
+//!   of this process on the same lock and mode (`shared_wait.rs`), so a lock with thousands of
+//!   pending `acquire()`s costs two threads: that one and its kernel request. Because that
+//!   thread may be waiting on another handle's request, `interrupt` wakes every request of this
+//!   process on the lock and mode. No thread for a request is an `Io` error, never a wait on
+//!   the caller's thread.
+//! - **`close()` lets go of descriptors at once.** The main and probe descriptions are dropped
+//!   when the handle is closed (`RawLock::close`), not when it is garbage-collected: a loop of
+//!   `withLock()` once ran out of descriptors after a few hundred calls. What may remain is a
+//!   request given up on, parked as above: at most one per lock and mode in the process, adopted
+//!   by the next wait or ended by its grant.
 //! - **Why a description per request**: the kernel lock belongs to the description it was
 //!   requested on. Had the parked request used the handle's main description, a later
 //!   `tryAcquire` on that description and the parked request's "unlock, nobody wants it" would
@@ -64,7 +75,11 @@ struct RequestState {
 
 pub struct FileLock {
   dir: Arc<LockDir>,
-  lock_file: LockFile,
+  /// The lock file's main description; `None` once the handle is closed (`RawLock::close`), so
+  /// that `close()` lets go of it at once instead of at garbage collection. Shared (`Arc`) with
+  /// whatever uses it at that moment, which keeps it open until that use ends.
+  lock_file: Mutex<Option<Arc<LockFile>>>,
+  path: PathBuf,
   mode: Mode,
   uuid: [u8; 16],
   pid: u32,
@@ -73,12 +88,13 @@ pub struct FileLock {
   holding: Mutex<Option<(Holding, Record)>>,
   /// The request this handle waits on (or last waited on), for `interrupt`.
   request: Mutex<Option<Arc<Request>>>,
-  /// A description used only to ask what others hold (never holds anything on Linux).
-  probe_file: OnceLock<File>,
+  /// A description used only to ask what others hold (never holds anything on Linux); made on
+  /// first use, dropped by `close`.
+  probe_file: Mutex<Option<Arc<File>>>,
 }
 
 enum Holding {
-  Main,
+  Main(Arc<LockFile>),
   Own(File),
 }
 
@@ -112,23 +128,31 @@ impl FileLock {
   fn with(dir: Arc<LockDir>, lock_file: LockFile, mode: Mode) -> FileLock {
     FileLock {
       dir,
-      lock_file,
+      path: lock_file.path.clone(),
+      lock_file: Mutex::new(Some(Arc::new(lock_file))),
       mode,
       uuid: *uuid::Uuid::new_v4().as_bytes(),
       pid: crate::process_info::current_pid(),
       holding: Mutex::new(None),
       request: Mutex::new(None),
-      probe_file: OnceLock::new(),
+      probe_file: Mutex::new(None),
     }
   }
 
   fn io_error(&self, what: &str, e: std::io::Error) -> Error {
-    Error::io(format!("{what} {}", self.lock_file.path.display()), e)
+    Error::io(format!("{what} {}", self.path.display()), e)
   }
 
-  fn file_of<'a>(&'a self, holding: &'a Holding) -> &'a File {
+  /// The main description, unless the handle is closed.
+  fn lf(&self) -> Result<Arc<LockFile>> {
+    guard(&self.lock_file)
+      .clone()
+      .ok_or_else(|| Error::new(ErrorKind::Closed, "the lock handle is closed"))
+  }
+
+  fn file_of(holding: &Holding) -> &File {
     match holding {
-      Holding::Main => &self.lock_file.file,
+      Holding::Main(lf) => &lf.file,
       Holding::Own(f) => f,
     }
   }
@@ -137,40 +161,7 @@ impl FileLock {
   /// report it. On failure the lock is given back.
   fn granted(&self, holding: Holding, description: &[u8]) -> Result<Acquired> {
     let acquired = match self.mode {
-      // A death anywhere below is a death holding the kernel lock, which the kernel ends. The
-      // record then still says what the previous holder left ("free", or "held" by a holder
-      // that died), so the next holder's `owner_died` describes the last holder that got to
-      // run under the lock, not this one, which never did.
-      Mode::Exclusive => self.lock_file.read_record().and_then(|previous| {
-        reached(Step::FileKernelLocked);
-        // A recorded token of u64::MAX has no larger successor (2^64 acquisitions: only a
-        // damaged or forged file gets there): refused, rather than wrapped to 0 and reused
-        // (found by the fuzzing in `tests/garbage_lock_files.rs`).
-        let token = previous.token.checked_add(1).ok_or_else(|| {
-          crate::error::corrupt(format!(
-            "the fencing token recorded in {} is exhausted, which only a damaged lock file can do; remove it when no \
-             process uses it",
-            self.lock_file.path.display()
-          ))
-        })?;
-        let record = Record {
-          held: true,
-          pid: self.pid,
-          since_ms: crate::clock::epoch_ms(),
-          token,
-          uuid: self.uuid,
-          description: description.to_vec(),
-        };
-        self.lock_file.write_record(&record)?;
-        reached(Step::FileRecordWritten);
-        Ok((
-          Acquired {
-            token: record.token,
-            owner_died: previous.held,
-          },
-          record,
-        ))
-      }),
+      Mode::Exclusive => self.lf().and_then(|lf| self.record_hold(&lf, description)),
       Mode::Shared => Ok((
         Acquired {
           token: 0,
@@ -185,17 +176,55 @@ impl FileLock {
         Ok(a)
       }
       Err(e) => {
-        let _ = os::unlock(self.file_of(&holding));
+        let _ = os::unlock(Self::file_of(&holding));
         Err(e)
       }
     }
+  }
+
+  /// The exclusive half of `granted`: read the previous record, write ours.
+  fn record_hold(&self, lock_file: &LockFile, description: &[u8]) -> Result<(Acquired, Record)> {
+    // A death anywhere below is a death holding the kernel lock, which the kernel ends. The
+    // record then still says what the previous holder left ("free", or "held" by a holder
+    // that died), so the next holder's `owner_died` describes the last holder that got to
+    // run under the lock, not this one, which never did.
+    lock_file.read_record().and_then(|previous| {
+      reached(Step::FileKernelLocked);
+      // A recorded token of u64::MAX has no larger successor (2^64 acquisitions: only a
+      // damaged or forged file gets there): refused, rather than wrapped to 0 and reused
+      // (found by the fuzzing in `tests/garbage_lock_files.rs`).
+      let token = previous.token.checked_add(1).ok_or_else(|| {
+        crate::error::corrupt(format!(
+          "the fencing token recorded in {} is exhausted, which only a damaged lock file can do; remove it when no \
+           process uses it",
+          lock_file.path.display()
+        ))
+      })?;
+      let record = Record {
+        held: true,
+        pid: self.pid,
+        since_ms: crate::clock::epoch_ms(),
+        token,
+        uuid: self.uuid,
+        description: description.to_vec(),
+      };
+      lock_file.write_record(&record)?;
+      reached(Step::FileRecordWritten);
+      Ok((
+        Acquired {
+          token: record.token,
+          owner_died: previous.held,
+        },
+        record,
+      ))
+    })
   }
 
   /// Start a blocking request on a description of its own, or adopt a parked one.
   fn request(&self) -> Result<Arc<Request>> {
     // Keyed by the file's identity too: after the lock file was deleted and re-created, a
     // request parked on the old file must never be adopted by a wait on the new one.
-    let key = (self.lock_file.path.clone(), file_id(&self.lock_file.file), self.mode);
+    let key = (self.path.clone(), file_id(&self.lf()?.file), self.mode);
     let mut parked = guard(parked_requests());
     let adopted = parked.get(&key).and_then(|queued| {
       queued.iter().find(|r| {
@@ -208,7 +237,7 @@ impl FileLock {
     let request = match adopted {
       Some(r) => r.clone(),
       None => {
-        let file = self.lock_file.reopen(&self.dir)?;
+        let file = self.lf()?.reopen(&self.dir)?;
         let request = Arc::new(Request {
           state: Mutex::new(RequestState {
             wanted: true,
@@ -218,8 +247,8 @@ impl FileLock {
           done: Condvar::new(),
         });
         parked.entry(key.clone()).or_default().push(request.clone());
-        let (asker, mode) = (request.clone(), self.mode);
-        waiter_pool::run(Box::new(move || {
+        let (asker, mode, thread_key) = (request.clone(), self.mode, key.clone());
+        let started = waiter_pool::run(Box::new(move || {
           let outcome = os::lock(&file, mode);
           {
             let mut st = guard(&asker.state);
@@ -233,13 +262,23 @@ impl FileLock {
             }
           }
           let mut parked = guard(parked_requests());
-          if let Some(queued) = parked.get_mut(&key) {
+          if let Some(queued) = parked.get_mut(&thread_key) {
             queued.retain(|r| !Arc::ptr_eq(r, &asker));
+            if queued.is_empty() {
+              parked.remove(&thread_key);
+            }
+          }
+        }));
+        if let Err(e) = started {
+          // No thread for the kernel request: it was never made. Forget it and say so.
+          if let Some(queued) = parked.get_mut(&key) {
+            queued.retain(|r| !Arc::ptr_eq(r, &request));
             if queued.is_empty() {
               parked.remove(&key);
             }
           }
-        }));
+          return Err(e);
+        }
         request
       }
     };
@@ -278,8 +317,9 @@ fn parked_requests() -> &'static Mutex<Parked> {
 impl RawLock for FileLock {
   fn try_lock(&self, description: &[u8], _probe: bool) -> Result<Option<Acquired>> {
     // The kernel knows whether the holder is alive: there is nothing to probe.
-    match os::try_lock(&self.lock_file.file, self.mode) {
-      Ok(true) => self.granted(Holding::Main, description).map(Some),
+    let lf = self.lf()?;
+    match os::try_lock(&lf.file, self.mode) {
+      Ok(true) => self.granted(Holding::Main(lf), description).map(Some),
       // A failed try is a slow path: where no watch reports losses, look here.
       Ok(false) if !self.dir.watched() => self.check_not_lost().map(|()| None),
       Ok(false) => Ok(None),
@@ -348,12 +388,13 @@ impl RawLock for FileLock {
       return self.lock(description, deadline, &|| false);
     }
     self.check_not_lost()?;
-    os::lock(&self.lock_file.file, self.mode).map_err(|e| self.io_error("waiting for the lock on", e))?;
+    let lf = self.lf()?;
+    os::lock(&lf.file, self.mode).map_err(|e| self.io_error("waiting for the lock on", e))?;
     if let Err(e) = self.check_not_lost() {
-      let _ = os::unlock(&self.lock_file.file);
+      let _ = os::unlock(&lf.file);
       return Err(e);
     }
-    self.granted(Holding::Main, description).map(Ok)
+    self.granted(Holding::Main(lf), description).map(Ok)
   }
 
   fn unlock(&self) -> Result<()> {
@@ -367,13 +408,13 @@ impl RawLock for FileLock {
     let recorded = match self.mode {
       Mode::Exclusive => {
         record.held = false;
-        self.lock_file.write_record(&record)
+        self.lf().and_then(|lf| lf.write_record(&record))
       }
       Mode::Shared => Ok(()),
     };
     // A death here, between "free" and letting go, is a clean release: the kernel lets go.
     reached(Step::FileRecordFreed);
-    os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))?;
+    os::unlock(Self::file_of(&holding)).map_err(|e| self.io_error("unlocking", e))?;
     recorded
   }
 
@@ -382,11 +423,20 @@ impl RawLock for FileLock {
     let Some((holding, _)) = guard(&self.holding).take() else {
       return Err(Error::new(ErrorKind::NotHeld, "this handle does not hold the lock"));
     };
-    os::unlock(self.file_of(&holding)).map_err(|e| self.io_error("unlocking", e))
+    os::unlock(Self::file_of(&holding)).map_err(|e| self.io_error("unlocking", e))
   }
 
+  /// Wakes this handle's request and every other request of this process on the same lock and
+  /// mode: the shared wait (`shared_wait.rs`) may be waiting on another handle's request when
+  /// this handle's acquisition is cancelled.
   fn interrupt(&self) {
-    if let Some(request) = guard(&self.request).as_ref() {
+    let own = guard(&self.request).clone();
+    // A closed handle has no file left, and no request of its own to wake either.
+    let key = self.lf().ok().map(|lf| (self.path.clone(), file_id(&lf.file), self.mode));
+    let others = key
+      .and_then(|key| guard(parked_requests()).get(&key).cloned())
+      .unwrap_or_default();
+    for request in own.iter().chain(others.iter()) {
       // Taking the request's mutex orders this wake-up after the waiter's check of
       // `cancelled()`, so it cannot be lost.
       let _st = guard(&request.state);
@@ -398,6 +448,20 @@ impl RawLock for FileLock {
     self.uuid
   }
 
+  fn wait_key(&self) -> String {
+    format!("file {:?} {}", self.mode, self.path.display())
+  }
+
+  /// Drops the main and the probe descriptions. A request this handle gave up on stays parked
+  /// in the kernel, on a description of its own, until it is granted (and given back at once)
+  /// or adopted by the next wait of this process on the same lock and mode: at most one per
+  /// lock and mode, however many handles come and go.
+  fn close(&self) {
+    drop(guard(&self.lock_file).take());
+    drop(guard(&self.probe_file).take());
+    drop(guard(&self.request).take());
+  }
+
   /// The description that holds the kernel lock (the main one, or the wait request's own). The
   /// lock belongs to the description, not to a descriptor or a process: a child that inherits
   /// a duplicate keeps it held after we die, and the kernel ends it when the last duplicate
@@ -406,7 +470,7 @@ impl RawLock for FileLock {
   #[cfg(unix)]
   fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
     use std::os::fd::AsRawFd;
-    guard(&self.holding).as_ref().map(|(holding, _)| self.file_of(holding).as_raw_fd())
+    guard(&self.holding).as_ref().map(|(holding, _)| Self::file_of(holding).as_raw_fd())
   }
 }
 
@@ -416,7 +480,7 @@ impl InspectLock for FileLock {
   }
 
   fn owner(&self) -> Result<Option<OwnerInfo>> {
-    seen(&self.lock_file, self.probe_file()?).map(|s| s.owner)
+    seen(&*self.lf()?, &*self.probe_file()?).map(|s| s.owner)
   }
 }
 
@@ -428,13 +492,14 @@ impl Losable for FileLock {
   /// Our lock file's name, deleted or renamed away or over: split if the name no longer leads
   /// to the file we have open (a new lock file published under it is someone else's lock).
   fn splits_with(&self, entry: &str, _replaced: bool) -> bool {
-    self.file_name() == entry && !self.dir.names(entry, &self.lock_file.file)
+    // A closed handle has no file left to split.
+    self.file_name() == entry && self.lf().is_ok_and(|lf| !self.dir.names(entry, &lf.file))
   }
 
   fn files_gone(&self) -> Option<String> {
     let name = self.file_name();
-    (!self.dir.names(name, &self.lock_file.file))
-      .then(|| format!("{} was deleted or moved while in use", self.lock_file.path.display()))
+    let lf = self.lf().ok()?;
+    (!self.dir.names(name, &lf.file)).then(|| format!("{} was deleted or moved while in use", self.path.display()))
   }
 }
 
@@ -450,17 +515,17 @@ impl CannotForce for FileLock {
         ErrorKind::Permission,
         format!(
           "{} is held by readers; a kernel file lock cannot be taken from a live process",
-          self.lock_file.path.display()
+          self.path.display()
         ),
       )),
       Some(Mode::Exclusive) => {
-        let pid = self.lock_file.read_record().map(|r| r.pid).unwrap_or(0);
+        let pid = self.lf()?.read_record().map(|r| r.pid).unwrap_or(0);
         Some(Error::new(
           ErrorKind::Permission,
           format!(
             "the file lock {} is held by a live process (pid {pid}); the kernel does not let anyone take a file lock from \
              its holder: stop that process to free it",
-            self.lock_file.path.display()
+            self.path.display()
           ),
         ))
       }
@@ -470,7 +535,7 @@ impl CannotForce for FileLock {
 
 impl FileLock {
   fn file_name(&self) -> &str {
-    self.lock_file.path.file_name().and_then(|f| f.to_str()).unwrap_or_default()
+    self.path.file_name().and_then(|f| f.to_str()).unwrap_or_default()
   }
 
   /// The slow-path loss check: the directory (`LockDir::check`), then our lock file's name.
@@ -486,16 +551,19 @@ impl FileLock {
 
 impl FileLock {
   /// The description this handle asks through (never the one it holds with).
-  fn probe_file(&self) -> Result<&File> {
-    if let Some(f) = self.probe_file.get() {
-      return Ok(f);
+  fn probe_file(&self) -> Result<Arc<File>> {
+    let lf = self.lf()?;
+    let mut probe = guard(&self.probe_file);
+    if let Some(f) = probe.as_ref() {
+      return Ok(f.clone());
     }
-    let f = self.lock_file.reopen(&self.dir)?;
-    Ok(self.probe_file.get_or_init(|| f))
+    let f = Arc::new(lf.reopen(&self.dir)?);
+    *probe = Some(f.clone());
+    Ok(f)
   }
 
   fn probe(&self) -> Result<Option<Mode>> {
-    os::probe(self.probe_file()?).map_err(|e| self.io_error("probing", e))
+    os::probe(&*self.probe_file()?).map_err(|e| self.io_error("probing", e))
   }
 }
 
@@ -708,7 +776,7 @@ mod tests {
       let soon = Some(Instant::now() + Duration::from_millis(5));
       assert!(matches!(waiter.lock(b"", soon, &|| false).unwrap(), Err(Stop::TimedOut)));
     }
-    let key = (holder.lock_file.path.clone(), file_id(&holder.lock_file.file), Mode::Exclusive);
+    let key = (holder.path.clone(), file_id(&holder.lf().unwrap().file), Mode::Exclusive);
     let queued = || guard(parked_requests()).get(&key).map_or(0, Vec::len);
     assert_eq!(queued(), 1, "each wait adopted the request the previous one gave up on");
     holder.unlock().unwrap();

@@ -83,38 +83,52 @@ mod imp {
   }
 
   struct Registry {
-    epoll: OwnedFd,
+    /// The epoll set and the thread sleeping on it, once both could be had. Until then (no
+    /// descriptor, or no thread could be started: `RLIMIT_NPROC`, a container's `pids.max`)
+    /// every watch is `Unavailable` and waiters re-check on their own timer, which is slower to
+    /// notice a death but never wrong; the next watch tries again.
+    epoll: Option<OwnedFd>,
     by_pid: HashMap<u32, Watched>,
     next_id: u64,
   }
 
-  fn registry() -> Option<&'static Mutex<Registry>> {
-    static REGISTRY: OnceLock<Option<Mutex<Registry>>> = OnceLock::new();
-    REGISTRY
-      .get_or_init(|| {
-        // SAFETY: plain syscall; the fd is owned right below.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-          return None;
-        }
-        // SAFETY: fresh descriptor we own.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let spawned = std::thread::Builder::new()
-          .name("proclock-death-watch".into())
-          .stack_size(256 * 1024)
-          .spawn(serve);
-        spawned.ok()?;
-        Some(Mutex::new(Registry {
-          epoll,
-          by_pid: HashMap::new(),
-          next_id: 1,
-        }))
+  fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+      Mutex::new(Registry {
+        epoll: None,
+        by_pid: HashMap::new(),
+        next_id: 1,
       })
-      .as_ref()
+    })
   }
 
-  fn lock() -> Option<std::sync::MutexGuard<'static, Registry>> {
-    registry().map(|r| r.lock().unwrap_or_else(|p| p.into_inner()))
+  /// Make the epoll set and start its thread, if not done yet. False if either failed.
+  fn start(reg: &mut Registry) -> bool {
+    if reg.epoll.is_some() {
+      return true;
+    }
+    // SAFETY: plain syscall; the fd is owned right below.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+      return false;
+    }
+    // SAFETY: fresh descriptor we own.
+    let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = epoll.as_raw_fd();
+    let spawned = std::thread::Builder::new()
+      .name("proclock-death-watch".into())
+      .stack_size(256 * 1024)
+      .spawn(move || serve(raw));
+    if spawned.is_err() {
+      return false; // `epoll` is closed here; no thread uses it
+    }
+    reg.epoll = Some(epoll);
+    true
+  }
+
+  fn lock() -> std::sync::MutexGuard<'static, Registry> {
+    registry().lock().unwrap_or_else(|p| p.into_inner())
   }
 
   fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
@@ -131,22 +145,33 @@ mod imp {
     if pid == 0 || identity == 0 {
       return Outcome::Unavailable;
     }
-    let Some(mut reg) = lock() else { return Outcome::Unavailable };
+    let mut reg = lock();
+    if !start(&mut reg) {
+      return Outcome::Unavailable;
+    }
     if !reg.by_pid.contains_key(&pid) {
       let pidfd = match pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Outcome::Gone,
         Err(_) => return Outcome::Unavailable,
       };
-      if process_info::start_identity(pid) != Some(identity) {
-        return Outcome::Gone;
+      match process_info::is_running(pid, identity) {
+        Some(true) => {}
+        // Proven: exited, or the pid now names another process.
+        Some(false) => return Outcome::Gone,
+        // Cannot tell (out of descriptors, ...): no alarm clock, and no "gone" either; the
+        // waiter re-checks on its own timer.
+        None => return Outcome::Unavailable,
       }
       let mut ev = libc::epoll_event {
         events: libc::EPOLLIN as u32,
         u64: u64::from(pid),
       };
+      let Some(epoll) = reg.epoll.as_ref().map(|e| e.as_raw_fd()) else {
+        return Outcome::Unavailable;
+      };
       // SAFETY: valid epoll and pidfd descriptors, valid event pointer.
-      if unsafe { libc::epoll_ctl(reg.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, pidfd.as_raw_fd(), &mut ev) } != 0 {
+      if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, pidfd.as_raw_fd(), &mut ev) } != 0 {
         return Outcome::Unavailable;
       }
       reg.by_pid.insert(
@@ -169,16 +194,17 @@ mod imp {
 
   impl Drop for Watch {
     fn drop(&mut self) {
-      let Some(mut reg) = lock() else { return };
+      let mut reg = lock();
       if let Some(w) = reg.by_pid.get_mut(&self.pid) {
         w.subscribers.retain(|(id, _, _)| *id != self.id);
       }
     }
   }
 
-  fn serve() {
-    let Some(registry) = registry() else { return };
-    let epoll = registry.lock().unwrap_or_else(|p| p.into_inner()).epoll.as_raw_fd();
+  /// `epoll` stays open for the life of the process once this thread runs (the registry keeps
+  /// it and never drops it).
+  fn serve(epoll: std::os::fd::RawFd) {
+    let registry = registry();
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
     loop {
       // SAFETY: valid epoll descriptor (never closed) and event buffer.

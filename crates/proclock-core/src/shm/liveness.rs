@@ -29,6 +29,15 @@
 //!
 //! If the liveness file cannot be probed at all, step 3 alone decides (the pid + start time
 //! fallback).
+//!
+//! The verdict has three values, [`Verdict::Alive`], [`Verdict::Dead`] and [`Verdict::Unknown`],
+//! and only `Dead` lets anyone take a lock over. Every step that fails to get an answer (the
+//! liveness file cannot be opened or probed: `EMFILE`/`ENFILE` when this process or the system
+//! is out of descriptors, `EACCES`, `ENOMEM`, `EINTR`, `EIO`; the holder's start identity cannot
+//! be read: see `process_info.rs`) yields `Unknown`, never `Dead`. A process out of descriptors
+//! once read "could not open anything" as "the holder is gone" and took a live holder's lock.
+//! `Unknown` is treated as alive by the lock-word protocol: the contender sleeps, and asks again
+//! on its next probe slice; once the error goes away, a real answer follows.
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
@@ -41,6 +50,16 @@ use crate::lock_word::{pslot_of, seq_of, RESERVED_PSLOT, SEQ_BITS};
 use crate::process_info;
 use crate::shm::segment::{Layout, Segment};
 use std::sync::atomic::{AtomicU64, Ordering::*};
+
+/// What [`Liveness::verdict`] can tell about a holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+  Alive,
+  /// Proven dead: the only answer that allows a takeover.
+  Dead,
+  /// Could not be told (an error on the way): must be treated as alive, and asked again later.
+  Unknown,
+}
 
 /// How many processes can use one lock directory at the same time.
 pub const PROC_SLOTS: usize = 16_384;
@@ -125,6 +144,8 @@ impl Liveness {
   pub fn register(dir: &LockDir) -> Result<Liveness> {
     let procs = Segment::open(dir, PROCS_FILE, PROCS_LAYOUT, 0)?;
     let pid = process_info::current_pid();
+    // 0 (unreadable) disables the cross-check against this process: others then rely on the
+    // liveness lock alone, which is what the lock guarantees without the fallback.
     let identity = process_info::start_identity(pid).unwrap_or(0);
     for p in 0..PROC_SLOTS as u16 {
       let file = dir.open_or_create(&live_file_name(p))?;
@@ -236,13 +257,12 @@ impl Liveness {
   }
 
   /// Probe `pslot`'s liveness lock: `Some(true)` held by a live occupant, `Some(false)` free,
-  /// `None` could not tell.
+  /// `None` could not tell (the file could not be opened, e.g. `EMFILE`, or the probe failed).
   fn occupied(&self, pslot: u16, dir: &LockDir) -> Option<bool> {
     let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
     if !probes.contains_key(&pslot) {
-      if probes.len() >= PROBE_FDS_KEPT {
-        probes.clear();
-      }
+      // Open first, make room after: a process out of descriptors must not lose the probes it
+      // already has for a file it cannot open.
       // An observer opens only what exists: it must create nothing. A missing file is
       // "could not tell", which the pid cross-check below then decides.
       let file = if self.observing() {
@@ -250,6 +270,9 @@ impl Liveness {
       } else {
         dir.open_or_create(&live_file_name(pslot)).ok()?
       };
+      if probes.len() >= PROBE_FDS_KEPT {
+        probes.clear();
+      }
       probes.insert(pslot, file);
     }
     let file = probes.get(&pslot)?;
@@ -263,33 +286,44 @@ impl Liveness {
     }
   }
 
+  /// Is `holder`'s process certainly dead? Only [`Verdict::Dead`] says so; see [`Self::verdict`].
+  pub fn holder_is_dead(&self, holder: u64, record: &HolderRecord, dir: &LockDir) -> bool {
+    self.verdict(holder, record, dir) == Verdict::Dead
+  }
+
   /// The verdict described at the top of this file. `record` is the lock's holder record, used
   /// for the cross-check of holders that are no longer their slot's current occupant.
-  pub fn holder_is_dead(&self, holder: u64, record: &HolderRecord, dir: &LockDir) -> bool {
+  pub fn verdict(&self, holder: u64, record: &HolderRecord, dir: &LockDir) -> Verdict {
     let p = pslot_of(holder);
     if self.entry(p).is_none() {
       // A word naming a slot that cannot exist was never written by a live proclock.
-      return true;
+      return Verdict::Dead;
     }
     // Some((pid, identity)) iff the holder is still its slot's occupant.
     let process = self.holder_process(holder);
     let current = process.is_some();
     if p == self.me.pslot && current {
-      return false;
+      return Verdict::Alive;
     }
     let occupied = if p == self.me.pslot { Some(true) } else { self.occupied(p, dir) };
     if occupied == Some(true) && current {
-      return false;
+      return Verdict::Alive;
     }
     // About to say "dead": check the holder's own pid and start identity first. Only a record
     // written by this very holder describes a former occupant; one that died before writing
     // its record has none.
     let known = process.or_else(|| record.read().filter(|r| r.holder == holder).map(|r| (r.pid, r.identity)));
     match known {
-      Some((pid, identity)) if identity != 0 => !process_info::is_running(pid, identity),
+      Some((pid, identity)) if identity != 0 => match process_info::is_running(pid, identity) {
+        Some(true) => Verdict::Alive,
+        Some(false) => Verdict::Dead,
+        // The identity could not be read (out of descriptors, no /proc, ...): not proven.
+        None => Verdict::Unknown,
+      },
       // Nothing to cross-check with: the liveness lock alone decides, and if it could not be
       // probed, death is not proven.
-      _ => occupied.is_some(),
+      _ if occupied.is_some() => Verdict::Dead,
+      _ => Verdict::Unknown,
     }
   }
 }

@@ -450,6 +450,11 @@ impl RawLock for ShmLock {
     self.uuid
   }
 
+  /// The slot's address: one per lock per process (a space maps each segment once).
+  fn wait_key(&self) -> String {
+    format!("shm {:p}", self.slot)
+  }
+
   /// This process's liveness registration (`shm/liveness.rs`): a hold's word names our process
   /// slot, and the holder counts as alive exactly while that slot's liveness lock is held. A
   /// child that inherits this descriptor keeps it held after we die, so our holds stay alive

@@ -21,6 +21,23 @@
 //!   directory; entries in them are reused, not freed.
 //! - **Never resized.** Tables grow by adding segments, because a mapping cannot follow a file
 //!   that another process truncates or extends (a shrink would turn our accesses into SIGBUS).
+//! - **Allocated before it is published** (`lock_dir::allocate`, called by `LockDir::publish`
+//!   for every file it creates, lock files of the `file` backend included). `set_len` alone makes a sparse
+//!   file: its pages get disk or tmpfs space only when first written, and the first write to a
+//!   mapped page on a full file system is not an error a caller can see but a SIGBUS that kills
+//!   the whole host process. Allocating every byte up front turns a full file system into an
+//!   `ELOCKIO` error ("ENOSPC") when the file is created, and the half-built temporary is
+//!   removed, never published.
+//!
+//! What allocation cannot prevent: a segment truncated while mapped. Anyone who can write the
+//! lock directory (the same user; the directory is private to them) can `truncate` a segment
+//! under a live mapping, and the next access to a page past the new end raises SIGBUS in every
+//! process that maps it. The layout cannot avoid this: a lock word must live in memory shared
+//! through the file (the futex and the compare-and-swap work on the mapped page), and only a
+//! SIGBUS handler could survive the fault, which a library must not install in its host process.
+//! File seals (`F_SEAL_SHRINK`) would forbid the truncation, but only memfd/shmem files created
+//! for sealing accept them, and those have no name other processes could open. Do not truncate
+//! files in a lock directory.
 
 use std::fs::File;
 
