@@ -2,12 +2,11 @@
 // a thread, on a full file system, with thousands of pending waits, and over thousands of
 // open/close cycles. Each test runs real processes; the ones that need root (a private mount
 // namespace, another user, rlimits that root is exempt from) say so and skip otherwise.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { chownSync, mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test from 'ava'
-import { fixture, lockDir, start, type Message } from './helpers/procs.mjs'
+import { lockDir, start, startVia, type Message } from './helpers/procs.mjs'
 
 const root = process.getuid?.() === 0
 const linux = process.platform === 'linux'
@@ -16,64 +15,13 @@ const needsRoot = (why: string) => (t: { log: (s: string) => void; pass: () => v
   t.pass()
 }
 
-// Children still running when the tests end (a failed test) are killed, so the run can end.
-const running = new Set<ChildProcess>()
-test.after.always(() => {
-  for (const child of running) child.kill('SIGKILL')
-})
-
-/** Run the `limits` fixture through `prefix` (a command that ends by exec'ing what follows). */
-function startVia(prefix: string[], args: Record<string, unknown>, env: Record<string, string> = {}) {
-  const proc: ChildProcess = spawn(prefix[0], [...prefix.slice(1), process.execPath, fixture('limits'), JSON.stringify(args)], {
-    env: { ...process.env, ...env },
-    serialization: 'advanced',
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
-  running.add(proc)
-  proc.on('exit', () => running.delete(proc))
-  const queue: Message[] = []
-  const waiters: Array<(m: Message | null) => void> = []
-  proc.on('message', (m: Message) => {
-    const w = waiters.shift()
-    if (w) w(m)
-    else queue.push(m)
-  })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('exit', (code, signal) => {
-      for (const w of waiters.splice(0)) w(null)
-      resolve({ code, signal })
-    }),
-  )
-  let gone = false
-  void exited.then(() => (gone = true))
-  async function next(type: string, timeoutMs = 120_000): Promise<Message> {
-    for (;;) {
-      const m =
-        queue.shift() ??
-        (gone
-          ? null
-          : await new Promise<Message | null>((resolve, reject) => {
-              const timer = setTimeout(() => reject(new Error(`no '${type}' message within ${timeoutMs} ms`)), timeoutMs)
-              waiters.push((msg) => {
-                clearTimeout(timer)
-                resolve(msg)
-              })
-            }))
-      if (m === null) throw new Error(`the limits fixture exited before sending '${type}' (${JSON.stringify(await exited)})`)
-      if (m.type === 'error') throw new Error(`the limits fixture failed: ${String(m.message)}`)
-      if (m.type === type) return m
-    }
-  }
-  return { proc, next, exited, send: (m: Message) => proc.send(m), kill: () => proc.kill('SIGKILL') }
-}
-
 // Item 1: "cannot tell" is never "dead".
 for (const backend of ['shm', 'file'] as const) {
   test.serial(`${backend}: a contender out of descriptors (EMFILE) never takes a live holder's lock, and takes over once it can tell`, async (t) => {
     const dir = lockDir()
     const holder = start('holder', { dir, name: 'blind', then: 'hold', backend })
     await holder.next('held')
-    const blind = startVia(['prlimit', '--nofile=256:256', '--'], { mode: 'blind', dir, name: 'blind', backend }, { LIMITS_EMFILE: '1' })
+    const blind = startVia(['prlimit', '--nofile=256:256', '--'], 'limits', { mode: 'blind', dir, name: 'blind', backend }, { LIMITS_EMFILE: '1' })
     const seen = await blind.next('blind')
     t.true((seen.spare as number) > 0, 'the contender did run out of descriptors')
     t.false(seen.tried, 'tryAcquire() did not take the lock')
@@ -106,9 +54,7 @@ test.serial("shm: a contender that cannot read the holder's /proc entry never ta
   // identity cross-check is left, and it cannot be read.
   unlinkSync(join(dir, 'shm-live-0.lock'))
   const empty = mkdtempSync(join(tmpdir(), 'proclock-empty-'))
-  const blind = startVia(
-    ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount --bind ${empty} /proc/${held.pid} && exec "$@"`, 'sh'],
-    { mode: 'blind', dir, name: 'hidden', backend: 'shm' },
+  const blind = startVia(['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount --bind ${empty} /proc/${held.pid} && exec "$@"`, 'sh'], 'limits', { mode: 'blind', dir, name: 'hidden', backend: 'shm' },
   )
   const seen = await blind.next('blind')
   t.false(seen.tried, 'tryAcquire() did not take the lock')
@@ -132,7 +78,7 @@ for (const backend of ['shm', 'file'] as const) {
     if (!root || !linux) return needsRoot('runs a child as nobody, to whom RLIMIT_NPROC applies')(t)
     const base = mkdtempSync(join(tmpdir(), 'proclock-nothread-'))
     chownSync(base, 65534, 65534)
-    const child = startVia(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'], {
+    const child = startVia(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'], 'limits', {
       mode: 'no-thread',
       dir: join(base, 'locks'),
       backend,
@@ -152,7 +98,7 @@ for (const backend of ['shm', 'file'] as const) {
   test.serial(`${backend}: 2000 pending acquire()s in one process cost a bounded number of threads, and each gets the lock in turn`, async (t) => {
     const dir = lockDir()
     // 2000 file handles need 2000 descriptors and more.
-    const child = startVia(['prlimit', '--nofile=8192:8192', '--'], { mode: 'many-waiters', dir, backend, count: 2000 })
+    const child = startVia(['prlimit', '--nofile=8192:8192', '--'], 'limits', { mode: 'many-waiters', dir, backend, count: 2000 })
     const r = await child.next('result')
     const extra = (r.during as number) - (r.before as number)
     t.log(`${backend}: threads ${String(r.before)} before, ${String(r.during)} with 2000 waiters; ${(r.ms as number).toFixed(0)} ms to serve them all`)
@@ -169,7 +115,7 @@ for (const backend of ['shm', 'file'] as const) {
 // Item 12: close() and withLock() let go of their descriptors.
 test.serial('file: 1000 withLock() calls and 1000 open/acquire/close cycles run under ulimit -n 64 without leaking descriptors', async (t) => {
   const dir = lockDir()
-  const child = startVia(['prlimit', '--nofile=64:64', '--'], { mode: 'cycles', dir, count: 1000 })
+  const child = startVia(['prlimit', '--nofile=64:64', '--'], 'limits', { mode: 'cycles', dir, count: 1000 })
   const r = await child.next('result')
   t.log(`descriptors: ${String(r.before)} before, ${String(r.afterWithLock)} after 1000 withLock, ${String(r.after)} after 1000 cycles`)
   t.true((r.afterWithLock as number) <= (r.before as number) + 4)
@@ -183,9 +129,7 @@ test.serial('a full file system makes new Lock() fail with ELOCKIO (ENOSPC), the
   const mnt = mkdtempSync(join(tmpdir(), 'proclock-full-'))
   mkdirSync(mnt, { recursive: true })
   for (const room of [0, 4096, 8192, 3 * 4096]) {
-    const child = startVia(
-      ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=6m proclock-full ${mnt} && exec "$@"`, 'sh'],
-      { mode: 'full', dir: mnt },
+    const child = startVia(['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=6m proclock-full ${mnt} && exec "$@"`, 'sh'], 'limits', { mode: 'full', dir: mnt },
       { LIMITS_ROOM: String(room) },
     )
     let r: Message

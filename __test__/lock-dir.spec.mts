@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import test from 'ava'
@@ -99,9 +99,14 @@ test('a squatted default directory, or a parent another user made, fails closed,
       catch (e) { out[parent] = { code: e.code, message: e.message } }
     }
     console.log(JSON.stringify(out))`
+  // The tmpfs is mounted aside first and moved onto /tmp only after the project (which may
+  // itself live under /tmp, as a fresh clone in /tmp does) is bound back to its own path in it.
   const script = `
     set -e
-    mount -t tmpfs -o mode=1777 tmpfs /tmp
+    aside=$(mktemp -d)
+    mount -t tmpfs -o mode=1777 tmpfs "$aside"
+    case "$REPO" in /tmp/*) mkdir -p "$aside\${REPO#/tmp}"; mount --bind "$REPO" "$aside\${REPO#/tmp}";; esac
+    mount --move "$aside" /tmp
     mkdir -m 700 /tmp/proclock-${NOBODY}
     chown 1:1 /tmp/proclock-${NOBODY}
     mkdir -m 777 /tmp/theirs-open && chown 1:1 /tmp/theirs-open
@@ -109,7 +114,7 @@ test('a squatted default directory, or a parent another user made, fails closed,
     setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups env -u PROCLOCK_DIR -u XDG_RUNTIME_DIR -u TMPDIR ${process.execPath} -e "$CHILD"
     echo "entries:$(ls -A /tmp/proclock-${NOBODY} | tr '\\n' ' ')"
     echo "owner:$(stat -c %u /tmp/proclock-${NOBODY})"`
-  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { env: { ...cleanEnv(), CHILD: child }, encoding: 'utf8' })
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { env: { ...cleanEnv(), CHILD: child, REPO: resolve(dirname(entry), '..') }, encoding: 'utf8' })
   t.is(r.status, 0, r.stderr)
   const [json, entries, owner] = r.stdout.trim().split('\n')
   const out = JSON.parse(json) as Record<string, { name: string; code: string; message: string } | string>

@@ -68,6 +68,18 @@ function openFd(ctx, key) {
   return fd
 }
 
+/** fs-ext's non-blocking try: `flockSync(fd, 'exnb')`, which throws EWOULDBLOCK when the lock is held. */
+function flockTry(f, fd) {
+  return () => {
+    try {
+      f.flockSync(fd, 'exnb')
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
 const NO_CRASH_RECOVERY = 'no crash recovery: a holder that dies wedges the lock forever'
 const LOCKFILE_STALE =
   'measured with stale: 2000 ms (its holders are judged by file age; a live holder older than that is robbed)'
@@ -197,14 +209,7 @@ export const contestants = [
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const f = fsExt()
-      const tryLock = () => {
-        try {
-          f.flockSync(fd, 'exnb')
-          return true
-        } catch {
-          return false
-        }
-      }
+      const tryLock = flockTry(f, fd)
       return {
         try: tryLock,
         acquire: () => tryLock() || f.flockSync(fd, 'ex'),
@@ -225,14 +230,7 @@ export const contestants = [
       const fd = openFd(ctx, key)
       const f = fsExt()
       const flock = promisify(f.flock)
-      const tryLock = () => {
-        try {
-          f.flockSync(fd, 'exnb')
-          return true
-        } catch {
-          return false
-        }
-      }
+      const tryLock = flockTry(f, fd)
       return {
         acquire: () => tryLock() || flock(fd, 'ex'),
         release: () => f.flockSync(fd, 'un'),

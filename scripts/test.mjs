@@ -64,13 +64,14 @@ if (build.code !== 0) {
   process.exit(1)
 }
 
-// The Rust tests, then the loom model check of the lock-word protocol (a separate build with
-// `--cfg loom`, in its own target directory so the two builds do not invalidate each other).
+// The Rust tests, then the loom model checks of the lock-word protocol and of the handle's state
+// machine (a separate build with `--cfg loom`, in its own target directory so the two builds do
+// not invalidate each other).
 let cargoPassed = 0
 let cargoFailed = 0
 const cargoRuns = [
   [['test', '--workspace', '--locked'], undefined],
-  [['test', '-p', 'proclock-core', '--test', 'loom_lock_word', '--release', '--locked'], { RUSTFLAGS: '--cfg loom', CARGO_TARGET_DIR: 'target/loom' }],
+  [['test', '-p', 'proclock-core', '--test', 'loom_lock_word', '--test', 'loom_handle', '--release', '--locked'], { RUSTFLAGS: '--cfg loom', CARGO_TARGET_DIR: 'target/loom' }],
 ]
 for (const [args, env] of cargoRuns) {
   const cargo = await run('cargo', args, { capture: true, env })

@@ -1,6 +1,6 @@
 // Helpers for tests that use real processes: fresh lock directories, forked fixtures with a
 // message channel, and percentiles.
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -40,13 +40,29 @@ function killAll(): void {
 test.after.always(killAll)
 process.on('exit', killAll)
 
+const childOptions = (env: Record<string, string>) => ({
+  env: { ...process.env, ...env },
+  serialization: 'advanced' as const,
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as Array<'ignore' | 'inherit' | 'ipc'>,
+})
+
 /** Fork fixture `name` with `args` (JSON in argv[2]). */
 export function start(name: string, args: Record<string, unknown>, env: Record<string, string> = {}): Child {
-  const proc = fork(fixture(name), [JSON.stringify(args)], {
-    env: { ...process.env, ...env },
-    serialization: 'advanced',
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
+  return watch(name, fork(fixture(name), [JSON.stringify(args)], childOptions(env)), 60_000)
+}
+
+/**
+ * `start`, through `prefix`: a command that ends by exec'ing what follows it (`prlimit ... --`,
+ * `setpriv ... --`, `unshare ... sh -c '... exec "$@"' sh`), to run a fixture under a limit, as
+ * another user, or in a namespace of its own. Such runs are slower to start: messages are awaited
+ * for up to 120 s by default.
+ */
+export function startVia(prefix: string[], name: string, args: Record<string, unknown>, env: Record<string, string> = {}): Child {
+  const argv = [...prefix.slice(1), process.execPath, fixture(name), JSON.stringify(args)]
+  return watch(name, spawn(prefix[0], argv, childOptions(env)), 120_000)
+}
+
+function watch(name: string, proc: ChildProcess, defaultTimeoutMs: number): Child {
   running.add(proc)
   proc.on('exit', () => running.delete(proc))
   const queue: Message[] = []
@@ -64,7 +80,7 @@ export function start(name: string, args: Record<string, unknown>, env: Record<s
   })
   let gone = false
   void exited.then(() => (gone = true))
-  async function next(type?: string, timeoutMs = 60_000): Promise<Message> {
+  async function next(type?: string, timeoutMs = defaultTimeoutMs): Promise<Message> {
     for (;;) {
       const m =
         queue.shift() ??

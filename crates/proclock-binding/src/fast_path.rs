@@ -1,8 +1,8 @@
 //! The hot path as plain Node-API functions.
 //!
 //! A napi-rs class method pays for unwrapping its receiver and checking its class on every
-//! call (about 300 ns here, against 10 ns for a bare Node-API call), which alone would be three
-//! times the whole budget of an uncontended acquire+release. So each handle also gets two
+//! call, many times what a bare Node-API call costs and more than the whole uncontended
+//! acquire+release it would wrap (figures in `docs/benchmarks/analysis.md`). So each handle also gets two
 //! functions created with `napi_create_function` whose callback data is the handle itself: a
 //! call then costs one `napi_get_cb_info` plus the lock operation. The functions own a strong
 //! reference to the handle, dropped by their finalizers.

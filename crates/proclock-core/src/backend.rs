@@ -6,15 +6,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::file_lock::{FileLock, Mode};
-use crate::raw_lock::{Acquired, OwnerInfo, RawLock, Stop};
-use crate::shm_lock::ShmLock;
+use crate::file::{FileLock, Mode};
+use crate::raw_lock::{Acquired, InspectLock, Losable, OwnerInfo, RawLock, Stop};
+use crate::shm::ShmLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-  /// A lock word in shared memory (`shm_lock.rs`).
+  /// A lock word in shared memory (`shm/mod.rs`).
   Shm,
-  /// A kernel file lock (`file_lock.rs`).
+  /// A kernel file lock (`file/mod.rs`).
   File,
 }
 
@@ -89,26 +89,8 @@ impl RawLock for AnyLock {
   fn interrupt(&self) {
     dispatch!(self, l => l.interrupt())
   }
-  fn is_locked(&self) -> Result<bool> {
-    dispatch!(self, l => l.is_locked())
-  }
-  fn owner(&self) -> Result<Option<OwnerInfo>> {
-    dispatch!(self, l => l.owner())
-  }
   fn uuid(&self) -> [u8; 16] {
     dispatch!(self, l => l.uuid())
-  }
-  fn force_release(&self) -> Result<bool> {
-    dispatch!(self, l => l.force_release())
-  }
-  fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
-    dispatch!(self, l => l.lock_dir())
-  }
-  fn splits_with(&self, entry: &str, replaced: bool) -> bool {
-    dispatch!(self, l => l.splits_with(entry, replaced))
-  }
-  fn files_gone(&self) -> Option<String> {
-    dispatch!(self, l => l.files_gone())
   }
   #[cfg(unix)]
   fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
@@ -121,3 +103,28 @@ impl RawLock for AnyLock {
     dispatch!(self, l => l.close())
   }
 }
+
+impl InspectLock for AnyLock {
+  fn is_locked(&self) -> Result<bool> {
+    dispatch!(self, l => l.is_locked())
+  }
+  fn owner(&self) -> Result<Option<OwnerInfo>> {
+    dispatch!(self, l => l.owner())
+  }
+}
+
+impl Losable for AnyLock {
+  fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
+    dispatch!(self, l => l.lock_dir())
+  }
+  fn splits_with(&self, entry: &str, replaced: bool) -> bool {
+    dispatch!(self, l => l.splits_with(entry, replaced))
+  }
+  fn files_gone(&self) -> Option<String> {
+    dispatch!(self, l => l.files_gone())
+  }
+}
+
+// No `ForceRelease` for `AnyLock`: not every backend can end another process's hold. A forced
+// release goes through the table of backends (`inspect.rs`), which says per backend whether it
+// can.

@@ -31,10 +31,10 @@
 /// A step of a protocol, named after what has just been done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
-  /// `liveness.rs`: took our process slot's liveness lock; its process-table entry (pid,
+  /// `shm/liveness.rs`: took our process slot's liveness lock; its process-table entry (pid,
   /// start identity, first seq) is not written yet.
   RegisterLivenessLocked,
-  /// `lock_dir.rs` (creating a segment or a lock file): the temporary file exists, empty.
+  /// `lock_dir/mod.rs` (creating a segment or a lock file): the temporary file exists, empty.
   PublishTempCreated,
   /// The temporary file has its full size, all zeros; its header is not written yet.
   PublishTempSized,
@@ -42,14 +42,14 @@ pub enum Step {
   PublishTempWritten,
   /// Renamed into place; the creator has not mapped or used it yet.
   PublishRenamed,
-  /// `slot_table.rs`: claimed a free slot for a name (its key CAS); the name is not written.
+  /// `shm/slot_table.rs`: claimed a free slot for a name (its key CAS); the name is not written.
   SlotKeyClaimed,
   /// `lock_word.rs`: won the lock word (acquire, takeover or hand-off); the fencing token is
   /// not stored yet.
   WordWon,
   /// The fencing token is stored; the holder record is not written yet.
   TokenStored,
-  /// `holder_record.rs`: the record is half written (its sequence is odd, the holder id is
+  /// `shm/holder_record.rs`: the record is half written (its sequence is odd, the holder id is
   /// written, the pid, token and description are not).
   RecordHalfWritten,
   /// A contender set the waiters bit and is about to sleep.
@@ -61,7 +61,7 @@ pub enum Step {
   WordFreed,
   /// A forced release took the word from its holder; it is not freed as ABANDONED yet.
   ForceTookWord,
-  /// `file_lock.rs`: the kernel granted the file lock and the previous holder's record is
+  /// `file/mod.rs`: the kernel granted the file lock and the previous holder's record is
   /// read; ours is not written yet.
   FileKernelLocked,
   /// The holder record says "held" by us; the caller has not been told yet.

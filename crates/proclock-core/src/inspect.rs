@@ -2,39 +2,19 @@
 //! forced release of a lock, for every backend. Nothing here takes a lock, and looking never
 //! creates one: a name that was never used is simply free.
 //!
-//! Each backend contributes one [`Inspector`] entry to [`BACKENDS`]: how to look one lock up, how
-//! to list its locks, and how to open a handle on an existing lock (whose
-//! [`RawLock::force_release`] then does the forced release). A new backend adds its entry
-//! there and nothing else in this file changes.
+//! Each backend contributes one [`Inspector`] entry to [`BACKENDS`], naming entry points that
+//! live in its own folder (`shm/mod.rs`, `file/mod.rs`): how to look one lock up, how to list
+//! its locks, and whether (and how) a forced release ends a hold. A new backend adds its entry
+//! there and nothing else in this file changes; no backend imports this module.
 
 use std::path::Path;
 
-use crate::backend::{AnyLock, Backend};
-use crate::error::Result;
-use crate::file_lock::{self, FileLock, Mode};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::file;
 use crate::name::LockName;
-use crate::raw_lock::{OwnerInfo, RawLock};
-use crate::shm_lock::{ShmLock, ShmSpace};
-
-/// What a backend sees of one lock.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Seen {
-  /// Held by a live holder now (for a reader-writer lock: by readers or a writer).
-  pub locked: bool,
-  /// The holder, alive or not (a dead one is shown with `alive: false` until someone takes the
-  /// lock over). Readers have no owner record.
-  pub owner: Option<OwnerInfo>,
-}
-
-impl From<Option<OwnerInfo>> for Seen {
-  /// For backends where a lock is held exactly when it has a live owner.
-  fn from(owner: Option<OwnerInfo>) -> Seen {
-    Seen {
-      locked: owner.as_ref().is_some_and(|o| o.alive),
-      owner,
-    }
-  }
-}
+pub use crate::raw_lock::{Listing, Seen, Skipped};
+use crate::shm;
 
 /// One lock as seen from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,83 +31,45 @@ impl LockState {
   }
 }
 
-/// An entry of the lock directory that `list` left out, and why (a stray file named like a lock
-/// file, a lock table that cannot be read).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-  /// The entry's file name in the lock directory.
-  pub entry: String,
-  pub why: String,
-}
-
-impl Skipped {
-  pub fn new(entry: &str, why: String) -> Skipped {
-    Skipped {
-      entry: entry.to_owned(),
-      why,
-    }
-  }
-}
-
-/// Every lock of one backend (readable name and holder), and the entries it left out.
-pub type Listing = (Vec<(String, Seen)>, Vec<Skipped>);
-
-/// What a backend provides for inspection. `dir` is the lock directory asked for (`None`: the
-/// default directory; the facade has already applied `PROCLOCK_DIR`).
+/// What a backend provides for inspection: its own entry points, which live in its folder.
+/// `dir` is the lock directory asked for (`None`: the default directory; the facade has
+/// already applied `PROCLOCK_DIR`).
 pub struct Inspector {
   pub backend: Backend,
   /// Whether one lock is held, and by whom; never creates anything.
   pub look: fn(name: &LockName, dir: Option<&Path>) -> Result<Seen>,
   /// Every lock of this backend in the directory, with its readable name and holder.
   pub list: fn(dir: Option<&Path>) -> Result<Listing>,
-  /// A handle on an existing lock, for its `force_release`; `None` if there is no such lock.
-  pub open_existing: fn(name: &str, dir: Option<&Path>) -> Result<Option<AnyLock>>,
+  /// What a forced release does with this backend.
+  pub force: Forcing,
+}
+
+/// Whether a backend can end another process's hold, in the types: a backend that cannot says
+/// why instead (see [`crate::raw_lock::ForceRelease`] and [`crate::raw_lock::CannotForce`]).
+pub enum Forcing {
+  /// End the hold of lock `name`: `Ok(false)` if it was not held or does not exist (nothing is
+  /// created).
+  Can(fn(name: &str, dir: Option<&Path>) -> Result<bool>),
+  /// `Ok(None)` if lock `name` is not held (or does not exist), else the error a forced release
+  /// fails with.
+  Cannot(fn(name: &str, dir: Option<&Path>) -> Result<Option<Error>>),
 }
 
 /// Every backend `inspect`, `list` and `force_release` know.
 pub const BACKENDS: &[Inspector] = &[
   Inspector {
     backend: Backend::Shm,
-    look: shm_look,
-    list: shm_list,
-    open_existing: shm_open_existing,
+    look: shm::look,
+    list: shm::list,
+    force: Forcing::Can(shm::force_release),
   },
   Inspector {
     backend: Backend::File,
-    look: file_lock::inspect,
-    list: file_lock::list,
-    open_existing: file_open_existing,
+    look: file::look,
+    list: file::list,
+    force: Forcing::Cannot(file::why_not_forced),
   },
 ];
-
-fn file_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<AnyLock>> {
-  Ok(FileLock::open_existing(name, dir, Mode::Exclusive)?.map(AnyLock::File))
-}
-
-fn shm_look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
-  match ShmSpace::existing(dir)? {
-    Some(space) => space.inspect(name).map(Seen::from),
-    None => Ok(Seen::default()),
-  }
-}
-
-/// The shm locks of the directory. Unlike a stray file lock, an unusable shm lock table (a
-/// damaged segment, or a foreign entry where a segment should be) fails the listing: it is not
-/// one stray entry beside the locks but the table they all live in, every shm lock operation in
-/// the directory fails on it too, and it must be noticed, not hidden.
-fn shm_list(dir: Option<&Path>) -> Result<Listing> {
-  match ShmSpace::existing(dir)? {
-    Some(space) => Ok((
-      space.list()?.into_iter().map(|(name, owner)| (name, Seen::from(owner))).collect(),
-      Vec::new(),
-    )),
-    None => Ok(Default::default()),
-  }
-}
-
-fn shm_open_existing(name: &str, dir: Option<&Path>) -> Result<Option<AnyLock>> {
-  Ok(ShmLock::open_existing(name, dir)?.map(AnyLock::Shm))
-}
 
 fn inspector(backend: Backend) -> &'static Inspector {
   BACKENDS
@@ -173,13 +115,16 @@ pub fn list_with_skipped(dir: Option<&Path>) -> Result<(Vec<LockState>, Vec<Skip
 }
 
 /// End the current hold of lock `name`, whoever holds it. `Ok(false)` if it was not held (or
-/// never existed: nothing is created). See [`RawLock::force_release`] for what follows.
+/// never existed: nothing is created). See [`crate::raw_lock::ForceRelease`] for what follows.
 pub fn force_release(backend: Backend, name: &str, dir: Option<&Path>) -> Result<bool> {
   let b = inspector(backend);
   LockName::new(name)?;
-  match (b.open_existing)(name, dir)? {
-    Some(lock) => lock.force_release(),
-    None => Ok(false),
+  match b.force {
+    Forcing::Can(force) => force(name, dir),
+    Forcing::Cannot(why_not) => match why_not(name, dir)? {
+      None => Ok(false),
+      Some(refused) => Err(refused),
+    },
   }
 }
 
@@ -199,7 +144,7 @@ mod tests {
     assert!(!p.exists(), "looking must not create the lock directory");
     assert_eq!(Backend::parse("nope").unwrap_err().kind(), ErrorKind::InvalidArgument);
 
-    let holder = crate::Handle::new(ShmLock::open("b", dir).unwrap(), false, "the holder".into()).unwrap();
+    let holder = crate::Handle::new(crate::ShmLock::open("b", dir).unwrap(), false, "the holder".into()).unwrap();
     assert!(holder.try_acquire(None).unwrap());
     let token = holder.token().unwrap();
     // A name never used stays unclaimed after being inspected.
@@ -217,7 +162,7 @@ mod tests {
     assert!(force_release(Backend::Shm, "b", dir).unwrap());
     assert!(!inspect(Backend::Shm, "b", dir).unwrap().locked());
     assert_eq!(holder.release().unwrap_err().kind(), ErrorKind::NotHeld);
-    let next = crate::Handle::new(ShmLock::open("b", dir).unwrap(), false, String::new()).unwrap();
+    let next = crate::Handle::new(crate::ShmLock::open("b", dir).unwrap(), false, String::new()).unwrap();
     assert!(next.try_acquire(None).unwrap());
     assert!(next.owner_died());
     assert!(next.token().unwrap() > token);

@@ -18,7 +18,7 @@
 //!   environment was torn down, e.g. a terminated worker thread). Whoever takes it next is told
 //!   `owner_died`.
 //! - Any other value means HELD by the handle whose id is the word without `W`. A handle id is
-//!   the process slot of the holder's process (see `liveness.rs`) and a sequence number that is
+//!   the process slot of the holder's process (see `shm/liveness.rs`) and a sequence number that is
 //!   never issued twice, so a word names one handle for all time: there is no ABA on holder ids.
 //! - `W` (bit 0) means "someone may be asleep". It is set by a contender before it sleeps and
 //!   cleared only by the release that then wakes a sleeper.
@@ -43,7 +43,7 @@
 //! Sleepers sleep on the wake counter (an eventcount), not on the lock word. Anyone with a
 //! reason to wake sleepers first bumps the counter, then wakes: the release that clears `W`,
 //! a cancelled waiter's own handle (abort, close), a waiter that gives up after sleeping, and
-//! the death watch when a holder's process exits (`death_watch.rs`). A contender about to sleep:
+//! the death watch when a holder's process exits (`shm/death_watch.rs`). A contender about to sleep:
 //!
 //! 1. sets `W` in the word it saw (CAS; if the word moved, it starts over),
 //! 2. reads the counter `c`,
@@ -327,15 +327,17 @@ fn leave<E: WaitEnv>(cell: &LockCell, env: &E, slept: bool) {
 
 /// Release a lock held by `me`; wakes one sleeper if any announced itself.
 pub fn release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotHeld> {
-  end_hold(cell, me, 0, env)
+  free_word(cell, me, 0, env)
 }
 
 /// Release a lock held by `me` as ABANDONED: its next holder is told the owner died.
 pub fn abandon<E: WaitEnv>(cell: &LockCell, me: u64, env: &E) -> Result<(), NotHeld> {
-  end_hold(cell, me, ABANDONED, env)
+  free_word(cell, me, ABANDONED, env)
 }
 
-fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
+/// Set `me`'s word to `free_value` (0 or ABANDONED), keeping nobody's W, and wake a sleeper
+/// if one announced itself.
+fn free_word<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> Result<(), NotHeld> {
   // The common case first: our word without W, nobody waiting, nothing to wake.
   let Err(mut cur) = cas(&cell.word, me, free_value, Ordering::SeqCst) else {
     reached(Step::WordFreed);
@@ -352,7 +354,7 @@ fn end_hold<E: WaitEnv>(cell: &LockCell, me: u64, free_value: u64, env: &E) -> R
     }
   }
   // A death here owes the sleepers a wake-up nobody will send; the death watch on this
-  // process (`death_watch.rs`) sends it instead, since they were all watching us.
+  // process (`shm/death_watch.rs`) sends it instead, since they were all watching us.
   reached(Step::WordFreed);
   if cur & WAITERS != 0 {
     wake(cell, env, 1);
@@ -414,7 +416,7 @@ pub fn force_release<E: WaitEnv>(cell: &LockCell, me: u64, env: &E, settle: impl
   reached(Step::ForceTookWord);
   settle(holder);
   // Cannot fail: only W can have changed in a word we hold.
-  end_hold(cell, me, ABANDONED, env).is_ok()
+  free_word(cell, me, ABANDONED, env).is_ok()
 }
 
 #[cfg(all(test, not(loom)))]

@@ -2,7 +2,7 @@
 //! that reuses the pid.
 //!
 //! The start identity is the fallback liveness check (the kernel-held liveness lock in
-//! `liveness.rs` is the primary one). It must never call a live process dead, and it must not
+//! `shm/liveness.rs` is the primary one). It must never call a live process dead, and it must not
 //! call a dead one alive merely because the pid was reused:
 //! - Linux: field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot), combined with
 //!   16 bits of the boot id, because after a reboot the same pid can start at the same tick.

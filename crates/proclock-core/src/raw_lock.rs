@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 pub use crate::lock_word::{Acquired, Stop};
 
 /// The holder of a lock, as `owner()` reports it.
@@ -40,7 +40,48 @@ impl OwnerInfo {
   }
 }
 
-pub trait RawLock: Send + Sync {
+/// What a backend sees of one lock.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Seen {
+  /// Held by a live holder now (for a reader-writer lock: by readers or a writer).
+  pub locked: bool,
+  /// The holder, alive or not (a dead one is shown with `alive: false` until someone takes the
+  /// lock over). Readers have no owner record.
+  pub owner: Option<OwnerInfo>,
+}
+
+impl From<Option<OwnerInfo>> for Seen {
+  /// For backends where a lock is held exactly when it has a live owner.
+  fn from(owner: Option<OwnerInfo>) -> Seen {
+    Seen {
+      locked: owner.as_ref().is_some_and(|o| o.alive),
+      owner,
+    }
+  }
+}
+
+/// An entry of the lock directory that `list` left out, and why (a stray file named like a lock
+/// file, a lock table that cannot be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+  /// The entry's file name in the lock directory.
+  pub entry: String,
+  pub why: String,
+}
+
+impl Skipped {
+  pub fn new(entry: &str, why: String) -> Skipped {
+    Skipped {
+      entry: entry.to_owned(),
+      why,
+    }
+  }
+}
+
+/// Every lock of one backend (readable name and holder), and the entries it left out.
+pub type Listing = (Vec<(String, Seen)>, Vec<Skipped>);
+
+pub trait RawLock: Losable + Send + Sync {
   /// One attempt, never waits. Takes the lock if free or abandoned, and, when `probe`, if its
   /// holder's process is dead (which costs system calls when the lock is busy).
   fn try_lock(&self, description: &[u8], probe: bool) -> Result<Option<Acquired>>;
@@ -63,10 +104,6 @@ pub trait RawLock: Send + Sync {
   fn abandon(&self) -> Result<()>;
   /// Wake this handle's waiter(s) so they notice a cancellation now.
   fn interrupt(&self);
-  /// Held by a live holder (anyone, this handle included), now.
-  fn is_locked(&self) -> Result<bool>;
-  /// The current holder, if the lock is held (alive or not yet taken over).
-  fn owner(&self) -> Result<Option<OwnerInfo>>;
   /// This handle's owner UUID.
   fn uuid(&self) -> [u8; 16];
   /// Which lock (and mode) this handle waits on, as far as this process is concerned: pending
@@ -77,15 +114,35 @@ pub trait RawLock: Send + Sync {
   /// rather than when the handle is finally dropped (garbage collection, for JavaScript). Called
   /// once nothing else can use this handle; any later call fails or does nothing.
   fn close(&self) {}
-  /// End the current hold of this lock, whoever holds it (`forceRelease`; dangerous, for
-  /// operators). `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards:
-  /// the old holder's next release fails with `NotHeld`; the next acquirer is told
-  /// `owner_died`; its token is larger than the old holder's (the backend waits, within a bound,
-  /// for the old holder to finish acquiring). Called on a handle that does not hold the lock
-  /// (normally one opened just for this).
-  fn force_release(&self) -> Result<bool>;
-  /// The lock directory this lock lives in, where its handle registers to be told of a loss
-  /// (`lock_dir.rs`). `None`: a backend without one (nothing to lose).
+  /// The descriptor whose lifetime keeps a hold of this handle alive, for handing the hold to
+  /// a child process (`proclock run` passes it to the command it runs, as `flock(1)` does):
+  /// while any process keeps a duplicate of it open, the hold survives the death of this one.
+  /// Meaningful only while this handle holds (`Handle::hold_descriptor` checks that); `None`
+  /// if the backend has no such descriptor. Unix only: on Windows, file locks and the liveness
+  /// lock belong to the process that took them, so no descriptor can carry them to another.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    None
+  }
+}
+
+/// Looking at the lock through a handle: who holds it, without taking it. Every backend today
+/// can; a backend that cannot tell (or not cheaply) leaves it out, and the handle's `is_locked`
+/// and `owner` are then not there to call.
+pub trait InspectLock {
+  /// Held by a live holder (anyone, this handle included), now.
+  fn is_locked(&self) -> Result<bool>;
+  /// The current holder, if the lock is held (alive or not yet taken over).
+  fn owner(&self) -> Result<Option<OwnerInfo>>;
+}
+
+/// Where a lock lives, for noticing that it was split from its name (its lock directory, or
+/// its file in it, deleted or moved while in use: `lock_dir/mod.rs`). The defaults say "nowhere to
+/// lose", for a backend that has no files (a database server keeps its own locks).
+pub trait Losable {
+  /// The lock directory this lock lives in, where its handle registers to be told of a loss.
+  /// `None`: a backend without one (nothing to lose).
+  #[cfg(not(loom))]
   fn lock_dir(&self) -> Option<&crate::lock_dir::LockDir> {
     None
   }
@@ -99,14 +156,25 @@ pub trait RawLock: Send + Sync {
   fn files_gone(&self) -> Option<String> {
     None
   }
-  /// The descriptor whose lifetime keeps a hold of this handle alive, for handing the hold to
-  /// a child process (`proclock run` passes it to the command it runs, as `flock(1)` does):
-  /// while any process keeps a duplicate of it open, the hold survives the death of this one.
-  /// Meaningful only while this handle holds (`Handle::hold_descriptor` checks that); `None`
-  /// if the backend has no such descriptor. Unix only: on Windows, file locks and the liveness
-  /// lock belong to the process that took them, so no descriptor can carry them to another.
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd>;
+}
+
+/// Ending the current hold of a lock, whoever holds it (`forceRelease`; dangerous, for
+/// operators). Only a backend that can take a hold away from a live holder implements it.
+pub trait ForceRelease {
+  /// `Ok(true)`: a hold was ended; `Ok(false)`: the lock was not held. Afterwards: the old
+  /// holder's next release fails with `NotHeld`; the next acquirer is told `owner_died`; its
+  /// token is larger than the old holder's (the backend waits, within a bound, for the old
+  /// holder to finish acquiring). Called on a handle that does not hold the lock (normally one
+  /// opened just for this).
+  fn force_release(&self) -> Result<bool>;
+}
+
+/// The other side of [`ForceRelease`], for a backend whose holds nobody but their holder can
+/// end (a kernel file lock): it says why a forced release of a held lock is refused.
+pub trait CannotForce {
+  /// `Ok(None)`: the lock is not held, so there is nothing to end (a forced release reports
+  /// `false`); `Ok(Some(error))`: it is held, and `error` is what the forced release fails with.
+  fn why_not_forced(&self) -> Result<Option<Error>>;
 }
 
 /// Canonical hyphenated form of a UUID.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::backend::AnyLock;
 use crate::error::{Error, ErrorKind, Result};
-use crate::file_lock::{FileLock, Mode};
+use crate::file::{FileLock, Mode};
 use crate::handle::Handle;
 use crate::raw_lock::RawLock;
 
@@ -94,15 +94,16 @@ impl<R: RawLock + 'static> RwHandle<R> {
   }
 
   pub fn release(&self) -> Result<()> {
-    self.end_hold(Handle::release)
+    self.end_held_half(Handle::release)
   }
 
   /// Give back a hold never delivered to its caller; see [`Handle::give_back`].
   pub fn give_back(&self) -> Result<()> {
-    self.end_hold(Handle::give_back)
+    self.end_held_half(Handle::give_back)
   }
 
-  fn end_hold(&self, end: fn(&Handle<R>) -> Result<()>) -> Result<()> {
+  /// End the hold of whichever half holds, with `end`.
+  fn end_held_half(&self, end: fn(&Handle<R>) -> Result<()>) -> Result<()> {
     match self.held() {
       Some(Mode::Exclusive) => end(&self.write),
       Some(Mode::Shared) => end(&self.read),

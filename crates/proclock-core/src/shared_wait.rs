@@ -36,8 +36,10 @@
 //!
 //! **The bound.** Threads for asynchronous waits: one per lock (per lock and mode, `file`) that
 //! has waiters in this process, however many waiters; the `file` backend adds its one kernel
-//! request thread per such queue (`file_lock.rs`; waits given up on park their request for the
+//! request thread per such queue (`file/mod.rs`; waits given up on park their request for the
 //! next to adopt). Plus the one death-watch thread of the process.
+
+#![cfg_attr(loom, allow(dead_code))]
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,10 +92,31 @@ fn guard(q: &Queue) -> MutexGuard<'_, VecDeque<Entry>> {
   q.waiters.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Under `--cfg loom`: a queue of one. The waiter waits on a model thread of its own, exactly as
+/// the head of a queue does (its attempt until its deadline or its cancellation, then its
+/// finish), so the model of the handle's state machine (`tests/loom_handle.rs`) races the real
+/// handle code against it. The queue itself (its registry, sweep and generation) is not part of
+/// that model.
+#[cfg(loom)]
+pub fn enqueue(_key: String, waiter: Waiter, _wake: impl FnOnce()) -> std::result::Result<(), Box<(Error, Waiter)>> {
+  let started = waiter_pool::run(Box::new(move || {
+    let Waiter {
+      deadline,
+      cancelled,
+      mut attempt,
+      finish,
+    } = waiter;
+    let outcome = attempt(deadline, &*cancelled);
+    finish(outcome);
+  }));
+  started.map_err(|_| unreachable!("a loom model thread always starts"))
+}
+
 /// Queue `waiter` behind the other waits of this process on `key`, starting the queue's thread
 /// if there is none. `wake` interrupts the wait in progress on `key` (the backend's
 /// `interrupt`). Fails when a thread was needed and none could be started, and gives `waiter`
 /// back, unfinished, for the caller to finish with the error (`Box`ed: a `Waiter` is large).
+#[cfg(not(loom))]
 pub fn enqueue(key: String, waiter: Waiter, wake: impl FnOnce()) -> std::result::Result<(), Box<(Error, Waiter)>> {
   // Lock order: the registry, then a queue. The queue's thread never holds its queue's lock
   // while it takes the registry's.
@@ -211,10 +234,10 @@ mod tests {
   use std::time::{Duration, Instant};
 
   use crate::error::ErrorKind;
-  use crate::file_lock::{FileLock, Mode};
+  use crate::file::{FileLock, Mode};
   use crate::handle::Handle;
   use crate::raw_lock::RawLock;
-  use crate::shm_lock::ShmLock;
+  use crate::shm::ShmLock;
 
   /// Queued behind a head that waits, a waiter that is cancelled and one whose (earlier)
   /// deadline passes are each told so promptly, without the head losing its place; the head

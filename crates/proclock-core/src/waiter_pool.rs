@@ -18,6 +18,8 @@
 //! thread instead, as this module once did, blocked the JavaScript thread for the whole wait
 //! (forever, without a timeout); callers turn the error into a rejection at once.
 
+#![cfg_attr(loom, allow(dead_code))]
+
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -38,7 +40,29 @@ fn idle() -> &'static Mutex<Vec<Arc<Worker>>> {
   IDLE.get_or_init(Default::default)
 }
 
+/// Under `--cfg loom`: run `job` on a model thread, which [`join`] waits for (the model check of
+/// the handle's state machine, `tests/loom_handle.rs`, races it against the owner's calls).
+#[cfg(loom)]
+pub fn run(job: Job) -> Result<()> {
+  MODEL_WAITERS.with(|w| w.borrow_mut().push(loom::thread::spawn(job)));
+  Ok(())
+}
+
+#[cfg(loom)]
+std::thread_local! {
+  static MODEL_WAITERS: std::cell::RefCell<Vec<loom::thread::JoinHandle<()>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Under `--cfg loom`: wait for every waiter this model thread started.
+#[cfg(loom)]
+pub fn join() {
+  for w in MODEL_WAITERS.with(|w| std::mem::take(&mut *w.borrow_mut())) {
+    w.join().unwrap();
+  }
+}
+
 /// Run `job` on a waiter thread. Fails (and drops `job` unrun) when no thread can be started.
+#[cfg(not(loom))]
 pub fn run(job: Job) -> Result<()> {
   let worker = idle().lock().unwrap_or_else(|p| p.into_inner()).pop();
   match worker {

@@ -1,4 +1,4 @@
-//! Fuzzing the holder record (`holder_record.rs`) as raw shared memory: the 320 bytes that
+//! Fuzzing the holder record (`shm/holder_record.rs`) as raw shared memory: the 320 bytes that
 //! `owner()`, `inspect()` and the liveness cross-check read without taking the lock, and that
 //! any process (a crashed or hostile one included) may have written anything into.
 //!
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{bytes, config, within, Bytes};
-use proclock_core::holder_record::{HolderInfo, HolderRecord, MAX_DESCRIPTION_BYTES};
+use proclock_core::shm::holder_record::{HolderInfo, HolderRecord, MAX_DESCRIPTION_BYTES};
 use proptest::collection::vec;
 use proptest::prelude::*;
 

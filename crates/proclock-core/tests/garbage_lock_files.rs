@@ -1,4 +1,4 @@
-//! Fuzzing the `file` backend's lock files (`lock_file.rs`, `file_lock.rs`): what proclock does
+//! Fuzzing the `file` backend's lock files (`file/format.rs`, `file/mod.rs`): what proclock does
 //! with whatever it finds under a lock's file name.
 //!
 //! Inputs: random contents of random sizes (empty included); a valid file with bytes mutated
@@ -40,18 +40,18 @@ use std::time::{Duration, Instant};
 
 use common::{bytes, config, mutate, within, write_private, Bytes, Scratch, CASE_LIMIT};
 use proclock_core::backend::Backend;
-use proclock_core::file_lock;
-use proclock_core::holder_record::MAX_DESCRIPTION_BYTES;
+use proclock_core::file;
+use proclock_core::description::MAX_DESCRIPTION_BYTES;
 use proclock_core::inspect::{self, Seen};
-use proclock_core::lock_file::{parse_header, Record, FILE_SIZE};
+use proclock_core::file::format::{parse_header, Record, FILE_SIZE};
 use proclock_core::name::LockName;
 use proclock_core::raw_lock::format_uuid;
-use proclock_core::{ErrorKind, FileLock, Mode, OwnerInfo, RawLock};
+use proclock_core::{ErrorKind, FileLock, InspectLock, Mode, OwnerInfo, RawLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 const NAME_UNDER_TEST: &str = "fuzzed/file lock";
-// The layout documented in `lock_file.rs`: a 296-byte header (name and checksum), the record
+// The layout documented in `file/format.rs`: a 296-byte header (name and checksum), the record
 // at 512..832.
 const HEADER_LEN: usize = 296;
 const RECORD_AT: usize = 512;
@@ -238,7 +238,7 @@ fn run_case(input: Input, extra: Option<Bytes>) {
       .unwrap()
       .is_none());
     assert_eq!(
-      file_lock::inspect(&LockName::new(NAME_UNDER_TEST).unwrap(), Some(dir)).unwrap(),
+      file::look(&LockName::new(NAME_UNDER_TEST).unwrap(), Some(dir)).unwrap(),
       Seen::default()
     );
     assert!(listed(dir).unwrap().is_empty());

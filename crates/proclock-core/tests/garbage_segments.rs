@@ -1,4 +1,4 @@
-//! Fuzzing the shared segment files (`segment.rs`): what `Segment::open` does with whatever
+//! Fuzzing the shared segment files (`shm/segment.rs`): what `Segment::open` does with whatever
 //! bytes it finds under a segment's name, and what the shm lock API does when the process
 //! table or the lock table is such a file.
 //!
@@ -35,10 +35,10 @@ use std::path::Path;
 use common::{config, mutate, within, write_private, Scratch, CASE_LIMIT};
 use proclock_core::backend::Backend;
 use proclock_core::inspect;
-use proclock_core::liveness::{PROCS_FILE, PROCS_LAYOUT};
+use proclock_core::shm::liveness::{PROCS_FILE, PROCS_LAYOUT};
 use proclock_core::lock_dir::LockDir;
-use proclock_core::segment::{Layout, Segment, HEADER_SIZE};
-use proclock_core::slot_table::LOCKS_LAYOUT;
+use proclock_core::shm::segment::{Layout, Segment, HEADER_SIZE};
+use proclock_core::shm::slot_table::LOCKS_LAYOUT;
 use proclock_core::{ErrorKind, ShmLock};
 use proptest::collection::vec;
 use proptest::prelude::*;

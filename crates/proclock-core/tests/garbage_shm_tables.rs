@@ -1,5 +1,5 @@
 //! Fuzzing what the shm backend reads from shared memory: the entries of the process table
-//! (`shm-procs.seg`, `liveness.rs`) and of the lock table (`shm-locks-0.seg`, `slot_table.rs`),
+//! (`shm-procs.seg`, `shm/liveness.rs`) and of the lock table (`shm-locks-0.seg`, `shm/slot_table.rs`),
 //! behind valid headers.
 //!
 //! Each case builds a fresh lock directory whose tables have valid headers and fuzzed entries:
@@ -52,16 +52,16 @@ use std::time::{Duration, Instant};
 use common::{bytes, config, within, Bytes, Scratch, CASE_LIMIT};
 use proclock_core::backend::Backend;
 use proclock_core::inspect::{self, Seen};
-use proclock_core::liveness::{PROCS_FILE, PROCS_LAYOUT, PROC_SLOTS};
+use proclock_core::shm::liveness::{PROCS_FILE, PROCS_LAYOUT, PROC_SLOTS};
 use proclock_core::lock_dir::LockDir;
 use proclock_core::lock_word::{handle_id, ABANDONED, SEQ_BITS, WAITERS};
 use proclock_core::name::LockName;
 use proclock_core::process_info;
 use proclock_core::raw_lock::Stop;
-use proclock_core::segment::{Segment, HEADER_SIZE};
-use proclock_core::shm_lock::TOKEN_LIMIT;
-use proclock_core::slot_table::{LOCKS_LAYOUT, SLOTS_PER_SEGMENT};
-use proclock_core::{ErrorKind, RawLock, ShmLock};
+use proclock_core::shm::segment::{Segment, HEADER_SIZE};
+use proclock_core::shm::TOKEN_LIMIT;
+use proclock_core::shm::slot_table::{LOCKS_LAYOUT, SLOTS_PER_SEGMENT};
+use proclock_core::{ErrorKind, InspectLock, RawLock, ShmLock};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -88,7 +88,7 @@ const REC_DESC: usize = 64;
 // `ProcEntry` (64 bytes): next_seq, base_seq, pid, identity, reserved.
 const PROC_SIZE: usize = 64;
 /// A name's slot is searched in this many consecutive slots from `(key >> 20) % 4096`
-/// (`slot_table.rs`, `WINDOW`).
+/// (`shm/slot_table.rs`, `WINDOW`).
 const WINDOW: usize = 64;
 /// `Liveness::register` refuses a process slot whose counter is at or past this.
 const SEQ_LIMIT: u64 = (1 << SEQ_BITS) - (1 << 32);
@@ -400,7 +400,7 @@ struct Planted {
   /// The fencing-token counter the lock under test starts from.
   token: u64,
   /// The slot is claimed or adopted by this test's open, which raises its counter to the
-  /// time-based start (`slot_table::token_start`) if it is below it.
+  /// time-based start (`clock::token_start`) if it is below it.
   claimed_now: bool,
 }
 
@@ -570,9 +570,9 @@ fn run_case(case: Case) {
   let planted = plant(dir, &case);
   let (my_pid, _) = me();
 
-  let start_before = proclock_core::slot_table::token_start();
+  let start_before = proclock_core::clock::token_start();
   let a = ShmLock::open(NAME_UNDER_TEST, Some(dir));
-  let start_after = proclock_core::slot_table::token_start();
+  let start_after = proclock_core::clock::token_start();
   if planted.exhausted {
     // Registration refuses the exhausted counter, whoever asks.
     assert_eq!(a.err().map(|e| e.kind()), Some(ErrorKind::Corrupt), "an exhausted seq counter");

@@ -10,7 +10,7 @@
 //!   compare-and-sleep is atomic as in the kernel);
 //! - a contender that dies stops where it is; its hold stays in the word; the liveness check
 //!   then says "dead" for it, and the death watch bumps and wakes the lock's counter, as the
-//!   kernel and `death_watch.rs` do when a process exits.
+//!   kernel and `shm/death_watch.rs` do when a process exits.
 //!
 //! Checked: at most one holder at a time; every live contender gets the lock (a lost wake-up
 //! would leave one asleep forever, which loom reports as a deadlock); a takeover from a dead
@@ -80,7 +80,7 @@ impl WaitEnv for World {
     self.dead.load(Ordering::SeqCst) & (1 << lock_word::pslot_of(holder)) != 0
   }
   fn watch(&self, holder: u64) -> Duration {
-    // As `death_watch.rs`: a holder already dead when the watch is made is reported at once
+    // As `shm/death_watch.rs`: a holder already dead when the watch is made is reported at once
     // ("gone": sleep zero, then probe); otherwise only its death (a wake-up) makes the sleeper
     // probe. No timed polling in the model.
     if self.holder_is_dead(holder) {

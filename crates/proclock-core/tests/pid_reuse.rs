@@ -1,8 +1,8 @@
 //! PID reuse, with real processes: a pid is a name the kernel hands out again, so a lock must
-//! never trust a pid alone. (MISSION §2: "a reused PID never keeps a dead holder alive", and "a
-//! live holder is never stolen from"; reference/reliability.md §2.2.)
+//! never trust a pid alone: a reused pid never keeps a dead holder alive, and a live holder is
+//! never stolen from.
 //!
-//! Shm backend (`liveness.rs`): a holder's process is alive while it holds the kernel lock on
+//! Shm backend (`shm/liveness.rs`): a holder's process is alive while it holds the kernel lock on
 //! its liveness file; before saying "dead", the verdict cross-checks the pid and start identity
 //! from the process table (`shm-procs.seg`) or, when the holder's process slot has a new
 //! occupant, from the lock's holder record.
@@ -16,7 +16,7 @@
 //!    process then claimed its process slot through the re-created file (that process, trying
 //!    the lock itself, does not take it either).
 //!
-//! File backend (`file_lock.rs`): the kernel lock alone says whether a holder is alive.
+//! File backend (`file/mod.rs`): the kernel lock alone says whether a holder is alive.
 //! 4. A free lock file whose record says "held" by a live pid is taken at once, `owner_died`.
 //! 5. A live holder whose record names a dead or unrelated pid is not stolen from.
 //!
@@ -37,17 +37,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use proclock_core::holder_record::{RECORD_IDENTITY_AT, RECORD_PID_AT};
-use proclock_core::liveness::{live_file_name, PROCS_FILE, PROCS_LAYOUT, PROC_ENTRY_IDENTITY_AT, PROC_ENTRY_PID_AT};
+use proclock_core::shm::holder_record::{RECORD_IDENTITY_AT, RECORD_PID_AT};
+use proclock_core::shm::liveness::{live_file_name, PROCS_FILE, PROCS_LAYOUT, PROC_ENTRY_IDENTITY_AT, PROC_ENTRY_PID_AT};
 use proclock_core::lock_dir::LockDir;
-use proclock_core::lock_file::{LockFile, Record};
+use proclock_core::file::format::{LockFile, Record};
 use proclock_core::lock_word::pslot_of;
 use proclock_core::name::LockName;
 use proclock_core::process_info::start_identity;
 use proclock_core::raw_lock::{Acquired, Stop};
-use proclock_core::segment::HEADER_SIZE;
-use proclock_core::slot_table::{segment_file, Slot, SlotTable, LOCKS_LAYOUT};
-use proclock_core::{FileLock, Mode, RawLock, ShmLock};
+use proclock_core::shm::segment::HEADER_SIZE;
+use proclock_core::shm::slot_table::{segment_file, Slot, SlotTable, LOCKS_LAYOUT};
+use proclock_core::{FileLock, InspectLock, Mode, RawLock, ShmLock};
 
 const ROLE: &str = "PROCLOCK_TEST_CHILD";
 const NEVER: &dyn Fn() -> bool = &|| false;

@@ -1,5 +1,5 @@
 //! A test-only `LD_PRELOAD` shim that makes the wall clock jump, to test that no timeout in
-//! proclock is measured on it (MISSION §2: "Timeouts count on a monotonic clock").
+//! proclock is measured on it (the README's promise: timeouts count on a monotonic clock).
 //! `__test__/wall-clock.spec.mts` runs a Node process under it.
 //!
 //! It interposes `clock_gettime`, `gettimeofday` and `time`. Only the wall clock is changed

@@ -1,7 +1,7 @@
 //! The `file` backend's lock file: what is in it, how it comes to exist, how it is read.
 //!
 //! One file per name, `file-<128-bit hash>.lock` in the lock directory (`name.rs`). The kernel
-//! lock is on a byte far past the data (`os_file_lock.rs`); the data is the readable name and
+//! lock is on a byte far past the data (`file/os.rs`); the data is the readable name and
 //! the holder record, so that `owner()`, `inspect()` and `list()` can say who holds the lock
 //! without taking it.
 //!
@@ -46,7 +46,7 @@
 //! - **`token` only ever grows**: each exclusive holder reads it under the lock and writes the
 //!   next value before its acquisition returns. A holder that died before writing never used
 //!   its token, so reusing that value is safe. A new file's record starts at wall-clock
-//!   milliseconds << 20 (`slot_table::token_start`, where the reasoning and its limits are), so
+//!   milliseconds << 20 (`clock::token_start`, where the reasoning and its limits are), so
 //!   that tokens keep growing when the file or its directory is deleted and re-created.
 //! - **Garbage is reported, never repaired.** A file with a bad header or record checksum was
 //!   not written by proclock (or was damaged on disk); resetting it could hand out a token that
@@ -58,7 +58,7 @@ use std::io;
 use sha2::{Digest, Sha256};
 
 use crate::error::{corrupt, Error, Result};
-use crate::holder_record::MAX_DESCRIPTION_BYTES;
+use crate::description::MAX_DESCRIPTION_BYTES;
 use crate::lock_dir::LockDir;
 use crate::name::{LockName, MAX_NAME_BYTES};
 
@@ -241,7 +241,7 @@ impl LockFile {
         // Re-check under the directory lock: another process may have published it meanwhile.
         if dir.open_existing(file_name)?.is_none() {
           let record = Record {
-            token: crate::slot_table::token_start(),
+            token: crate::clock::token_start(),
             ..Record::default()
           }
           .encode();

@@ -1,25 +1,33 @@
 //! The `shm` backend: a lock word in a shared slot (`lock_word.rs`), its holder record
-//! (`holder_record.rs`), liveness of holders (`liveness.rs`, `death_watch.rs`) and sleeping on
-//! the lock's wake counter (`os_wait.rs`), put together for one handle.
+//! (`shm/holder_record.rs`), liveness of holders (`shm/liveness.rs`, `shm/death_watch.rs`) and sleeping on
+//! the lock's wake counter (`shm/os_wait.rs`), put together for one handle.
 //!
 //! The uncontended acquire is one CAS plus the fencing-token increment and a few stores into
 //! the holder record; the uncontended release is one CAS. Neither enters the kernel. Only a
 //! contended acquire sleeps (futex), and only a release that finds the waiters bit wakes.
 
+pub mod death_watch;
+pub mod holder_record;
+pub mod liveness;
+pub mod os_wait;
+pub mod segment;
+pub mod slot_table;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::death_watch::{self, Outcome, Watch};
+use crate::clock::epoch_ms;
+
+use death_watch::{Outcome, Watch};
 use crate::error::{Error, ErrorKind, Result};
-use crate::liveness::Liveness;
+use crate::shm::liveness::Liveness;
 use crate::lock_dir::LockDir;
 use crate::lock_word::{self, handle_id, holder_of, pslot_of, Acquired, Stop, WaitEnv};
 use crate::name::LockName;
-use crate::os_wait;
-use crate::raw_lock::{format_uuid, OwnerInfo, RawLock};
-use crate::slot_table::{Slot, SlotRef, SlotTable};
+use crate::raw_lock::{format_uuid, ForceRelease, InspectLock, Listing, Losable, OwnerInfo, RawLock, Seen};
+use crate::shm::slot_table::{Slot, SlotRef, SlotTable};
 use crate::sync::AtomicU32;
 
 /// How often a sleeping contender re-checks whether the holder died when nothing will wake it
@@ -30,12 +38,12 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The largest fencing-token counter a lock may be opened with. Tokens are the counter + 1 and
 /// must only grow, so a counter at `u64::MAX` would hand out 0 next. Checking at every grant
-/// would cost the uncontended acquire about 3 ns (measured: 1.49x -> 1.58x the floor), so the
-/// counter is checked once, when a handle is opened: a counter above this limit can only come
+/// would put a compare and a branch on the uncontended acquire, which measurably slowed it
+/// (`docs/benchmarks/analysis.md`), so the counter is checked once, when a handle is opened: a counter above this limit can only come
 /// from a damaged table (fuzzing planted one), and the 2^48 acquisitions of headroom above it
 /// take months at full speed. (A table damaged while handles are open is beyond any check: the
 /// damage could as well name a holder.) Counters start at wall-clock milliseconds << 20
-/// (`slot_table::token_start`, about 2^60.7 today), which stays below this limit until the
+/// (`clock::token_start`, about 2^60.7 today), which stays below this limit until the
 /// year 2527.
 pub const TOKEN_LIMIT: u64 = u64::MAX - (1 << 48);
 
@@ -59,12 +67,12 @@ impl crate::lock_dir::Member for ShmSpace {
   /// any segment), the process table, and our own liveness file (whose deletion lets another
   /// process take our process slot, after which our live holds look dead). A file renamed over
   /// one of them is not counted: proclock does that only to publish a new segment, or to
-  /// replace one that is provably unused (`segment.rs`), and nothing here compares inodes.
+  /// replace one that is provably unused (`shm/segment.rs`), and nothing here compares inodes.
   fn splits_with(&self, entry: &str, replaced: bool) -> bool {
     !replaced
       && ((entry.starts_with("shm-locks-") && entry.ends_with(".seg"))
-        || entry == crate::liveness::PROCS_FILE
-        || entry == crate::liveness::live_file_name(self.liveness.me().pslot))
+        || entry == crate::shm::liveness::PROCS_FILE
+        || entry == crate::shm::liveness::live_file_name(self.liveness.me().pslot))
   }
   fn files_gone(&self) -> Option<String> {
     None
@@ -303,7 +311,7 @@ impl ShmLock {
     let name = LockName::new(name)?;
     let space = ShmSpace::get(dir)?;
     let slot_ref = space.table.claim(&space.dir, &name)?;
-    let segment_name = crate::slot_table::segment_file(slot_ref.location().0);
+    let segment_name = crate::shm::slot_table::segment_file(slot_ref.location().0);
     let segment_id = space.dir.entry_id(&segment_name);
     let counter = slot_ref.slot().cell.token.load(crate::sync::Ordering::Relaxed);
     if counter > TOKEN_LIMIT {
@@ -438,6 +446,27 @@ impl RawLock for ShmLock {
     lock_word::wake_all(&self.slot().cell, &self.env(false));
   }
 
+  fn uuid(&self) -> [u8; 16] {
+    self.uuid
+  }
+
+  /// The slot's address: one per lock per process (a space maps each segment once).
+  fn wait_key(&self) -> String {
+    format!("shm {:p}", self.slot)
+  }
+
+  /// This process's liveness registration (`shm/liveness.rs`): a hold's word names our process
+  /// slot, and the holder counts as alive exactly while that slot's liveness lock is held. A
+  /// child that inherits this descriptor keeps it held after we die, so our holds stay alive
+  /// until the child ends too; then the next contender's liveness check takes them over
+  /// (`owner_died`). Every hold of this process shares the one descriptor.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    self.space.liveness.me().descriptor()
+  }
+}
+
+impl InspectLock for ShmLock {
   fn is_locked(&self) -> Result<bool> {
     Ok(self.space.owner_of(self.slot()).is_some_and(|o| o.alive))
   }
@@ -445,11 +474,9 @@ impl RawLock for ShmLock {
   fn owner(&self) -> Result<Option<OwnerInfo>> {
     Ok(self.space.owner_of(self.slot()))
   }
+}
 
-  fn uuid(&self) -> [u8; 16] {
-    self.uuid
-  }
-
+impl Losable for ShmLock {
   fn lock_dir(&self) -> Option<&LockDir> {
     Some(&self.space.dir)
   }
@@ -461,45 +488,15 @@ impl RawLock for ShmLock {
   fn files_gone(&self) -> Option<String> {
     self.space.is_lost().then(|| self.space.lost_why.get().cloned().unwrap_or_default())
   }
+}
 
-  /// The slot's address: one per lock per process (a space maps each segment once).
-  fn wait_key(&self) -> String {
-    format!("shm {:p}", self.slot)
-  }
-
+impl ForceRelease for ShmLock {
   fn force_release(&self) -> Result<bool> {
     let slot = self.slot();
     Ok(lock_word::force_release(&slot.cell, self.me, &self.env(false), |holder| {
       self.space.settle(slot, holder);
     }))
   }
-
-  /// This process's liveness registration (`liveness.rs`): a hold's word names our process
-  /// slot, and the holder counts as alive exactly while that slot's liveness lock is held. A
-  /// child that inherits this descriptor keeps it held after we die, so our holds stay alive
-  /// until the child ends too; then the next contender's liveness check takes them over
-  /// (`owner_died`). Every hold of this process shares the one descriptor.
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
-    self.space.liveness.me().descriptor()
-  }
-}
-
-/// Wall-clock milliseconds for `since` (diagnostics only; no timeout reads the wall clock).
-/// On Linux the coarse clock is read: it is a plain load from the vDSO page even on VMs whose
-/// clock source makes the precise clock a system call, and `since` needs no more than
-/// millisecond-ish precision.
-#[inline]
-pub(crate) fn epoch_ms() -> u64 {
-  #[cfg(target_os = "linux")]
-  {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
-      return ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
-    }
-  }
-  SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn not_held() -> Error {
@@ -530,7 +527,7 @@ impl ShmSpace {
     if let Some(space) = ShmSpace::cached(&spaces(), &canonical) {
       return Ok(Some(space));
     }
-    if !crate::slot_table::has_segments(&lock_dir)? {
+    if !crate::shm::slot_table::has_segments(&lock_dir)? {
       return Ok(None);
     }
     let liveness = Liveness::observe(&lock_dir)?;
@@ -616,6 +613,39 @@ impl ShmLock {
     }
     // The slot exists and slots are never freed, so this finds it rather than claiming one.
     ShmLock::open(name, dir).map(Some)
+  }
+}
+
+// The shm backend's entries in the table of backends (`inspect.rs`): look, list, force.
+
+/// The holder of shm lock `name` (alive or not), without creating anything.
+pub fn look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
+  match ShmSpace::existing(dir)? {
+    Some(space) => space.inspect(name).map(Seen::from),
+    None => Ok(Seen::default()),
+  }
+}
+
+/// The shm locks of the directory. Unlike a stray file lock, an unusable shm lock table (a
+/// damaged segment, or a foreign entry where a segment should be) fails the listing: it is not
+/// one stray entry beside the locks but the table they all live in, every shm lock operation in
+/// the directory fails on it too, and it must be noticed, not hidden.
+pub fn list(dir: Option<&Path>) -> Result<Listing> {
+  match ShmSpace::existing(dir)? {
+    Some(space) => Ok((
+      space.list()?.into_iter().map(|(name, owner)| (name, Seen::from(owner))).collect(),
+      Vec::new(),
+    )),
+    None => Ok(Default::default()),
+  }
+}
+
+/// End the current hold of shm lock `name`, whoever holds it (see [`ForceRelease`]). `Ok(false)`
+/// if it was not held or never existed (nothing is created).
+pub fn force_release(name: &str, dir: Option<&Path>) -> Result<bool> {
+  match ShmLock::open_existing(name, dir)? {
+    Some(lock) => lock.force_release(),
+    None => Ok(false),
   }
 }
 

@@ -5,7 +5,7 @@
 //! process (`pidfd_open`, Linux 5.3+); a pidfd becomes readable when its process has exited, by
 //! any cause, after the kernel has closed its files (so its liveness lock is already released).
 //! The thread then bumps and wakes the wake counter of every lock that waiters watch that
-//! process for. The waiters decide through the liveness check (`liveness.rs`): the pidfd is
+//! process for. The waiters decide through the liveness check (`shm/liveness.rs`): the pidfd is
 //! only an alarm clock, never the verdict.
 //!
 //! A watched process keeps its pidfd in the epoll set until it dies, even when no waiter is
@@ -73,7 +73,8 @@ mod imp {
   use std::sync::{Arc, Mutex, OnceLock};
 
   use super::*;
-  use crate::{os_wait, process_info};
+  use crate::process_info;
+  use crate::shm::os_wait;
 
   struct Watched {
     pidfd: OwnedFd,
@@ -265,7 +266,7 @@ mod tests {
     let started = Instant::now();
     while counter.load(Ordering::SeqCst) == 0 {
       assert!(started.elapsed() < Duration::from_secs(5), "no wake within 5 s");
-      crate::os_wait::wait(&counter, 0, Some(Duration::from_millis(100)));
+      crate::shm::os_wait::wait(&counter, 0, Some(Duration::from_millis(100)));
     }
     assert!(w.fired(), "fired by the time the counter moved");
     drop(w);

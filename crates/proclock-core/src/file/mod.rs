@@ -1,10 +1,10 @@
 //! The `file` backend: one handle on one lock file, locked with a kernel file lock.
 //!
-//! The kernel does the hard parts: exclusion between descriptions (`os_file_lock.rs`), and
+//! The kernel does the hard parts: exclusion between descriptions (`file/os.rs`), and
 //! freeing the lock the moment its holder's last descriptor closes, which is when its process
 //! dies, however it dies. What this file adds:
 //!
-//! - **Owner info and tokens** in the lock file (`lock_file.rs`), written by the exclusive
+//! - **Owner info and tokens** in the lock file (`file/format.rs`), written by the exclusive
 //!   holder right after the kernel grants the lock and before the acquisition returns.
 //! - **Waiting with timeouts and cancellation.** A blocking lock request (`F_OFD_SETLKW`,
 //!   `flock`, `LockFileEx`) has no timeout and cannot be interrupted without signals, and a
@@ -34,6 +34,9 @@
 //! Readers (`Mode::Shared`, `RwLock`) neither read nor write the record: many hold at once, so
 //! none of them owns it. Owner info and `ownerDied` describe exclusive holds.
 
+pub mod format;
+pub(crate) mod os;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -42,13 +45,11 @@ use std::time::Instant;
 
 use crate::crash_points::{reached, Step};
 use crate::error::{Error, ErrorKind, Result};
-use crate::inspect::{Listing, Seen, Skipped};
 use crate::lock_dir::LockDir;
-use crate::lock_file::{LockFile, Record};
+use crate::file::format::{LockFile, Record};
 use crate::name::LockName;
-pub use crate::os_file_lock::Mode;
-use crate::os_file_lock::{self as os};
-use crate::raw_lock::{format_uuid, Acquired, OwnerInfo, RawLock, Stop};
+pub use crate::file::os::Mode;
+use crate::raw_lock::{format_uuid, Acquired, CannotForce, InspectLock, Listing, Losable, OwnerInfo, RawLock, Seen, Skipped, Stop};
 use crate::waiter_pool;
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -202,7 +203,7 @@ impl FileLock {
       let record = Record {
         held: true,
         pid: self.pid,
-        since_ms: crate::shm_lock::epoch_ms(),
+        since_ms: crate::clock::epoch_ms(),
         token,
         uuid: self.uuid,
         description: description.to_vec(),
@@ -443,6 +444,10 @@ impl RawLock for FileLock {
     }
   }
 
+  fn uuid(&self) -> [u8; 16] {
+    self.uuid
+  }
+
   fn wait_key(&self) -> String {
     format!("file {:?} {}", self.mode, self.path.display())
   }
@@ -457,6 +462,19 @@ impl RawLock for FileLock {
     drop(guard(&self.request).take());
   }
 
+  /// The description that holds the kernel lock (the main one, or the wait request's own). The
+  /// lock belongs to the description, not to a descriptor or a process: a child that inherits
+  /// a duplicate keeps it held after we die, and the kernel ends it when the last duplicate
+  /// closes (then the record still says "held", so the next holder is told `owner_died`). An
+  /// explicit unlock here still ends it at once for everyone, children included.
+  #[cfg(unix)]
+  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    guard(&self.holding).as_ref().map(|(holding, _)| Self::file_of(holding).as_raw_fd())
+  }
+}
+
+impl InspectLock for FileLock {
   fn is_locked(&self) -> Result<bool> {
     Ok(self.probe()?.is_some())
   }
@@ -464,39 +482,9 @@ impl RawLock for FileLock {
   fn owner(&self) -> Result<Option<OwnerInfo>> {
     seen(&*self.lf()?, &*self.probe_file()?).map(|s| s.owner)
   }
+}
 
-  /// A kernel file lock cannot be taken from a live process: the kernel ends it only when the
-  /// holder's description closes. So a forced release frees nothing a live holder has; it
-  /// refuses, naming the holder, rather than pretending. A dead holder's lock is already free
-  /// (the next acquirer takes over and sees `ownerDied`), so there is nothing to end either.
-  fn force_release(&self) -> Result<bool> {
-    match self.probe()? {
-      None => Ok(false),
-      Some(Mode::Shared) => Err(Error::new(
-        ErrorKind::Permission,
-        format!(
-          "{} is held by readers; a kernel file lock cannot be taken from a live process",
-          self.path.display()
-        ),
-      )),
-      Some(Mode::Exclusive) => {
-        let pid = self.lf()?.read_record().map(|r| r.pid).unwrap_or(0);
-        Err(Error::new(
-          ErrorKind::Permission,
-          format!(
-            "the file lock {} is held by a live process (pid {pid}); the kernel does not let anyone take a file lock from \
-             its holder: stop that process to free it",
-            self.path.display()
-          ),
-        ))
-      }
-    }
-  }
-
-  fn uuid(&self) -> [u8; 16] {
-    self.uuid
-  }
-
+impl Losable for FileLock {
   fn lock_dir(&self) -> Option<&LockDir> {
     Some(&self.dir)
   }
@@ -513,16 +501,35 @@ impl RawLock for FileLock {
     let lf = self.lf().ok()?;
     (!self.dir.names(name, &lf.file)).then(|| format!("{} was deleted or moved while in use", self.path.display()))
   }
+}
 
-  /// The description that holds the kernel lock (the main one, or the wait request's own). The
-  /// lock belongs to the description, not to a descriptor or a process: a child that inherits
-  /// a duplicate keeps it held after we die, and the kernel ends it when the last duplicate
-  /// closes (then the record still says "held", so the next holder is told `owner_died`). An
-  /// explicit unlock here still ends it at once for everyone, children included.
-  #[cfg(unix)]
-  fn hold_descriptor(&self) -> Option<std::os::fd::RawFd> {
-    use std::os::fd::AsRawFd;
-    guard(&self.holding).as_ref().map(|(holding, _)| Self::file_of(holding).as_raw_fd())
+impl CannotForce for FileLock {
+  /// A kernel file lock cannot be taken from a live process: the kernel ends it only when the
+  /// holder's description closes. So a forced release frees nothing a live holder has; it
+  /// refuses, naming the holder, rather than pretending. A dead holder's lock is already free
+  /// (the next acquirer takes over and sees `ownerDied`), so there is nothing to end either.
+  fn why_not_forced(&self) -> Result<Option<Error>> {
+    Ok(match self.probe()? {
+      None => None,
+      Some(Mode::Shared) => Some(Error::new(
+        ErrorKind::Permission,
+        format!(
+          "{} is held by readers; a kernel file lock cannot be taken from a live process",
+          self.path.display()
+        ),
+      )),
+      Some(Mode::Exclusive) => {
+        let pid = self.lf()?.read_record().map(|r| r.pid).unwrap_or(0);
+        Some(Error::new(
+          ErrorKind::Permission,
+          format!(
+            "the file lock {} is held by a live process (pid {pid}); the kernel does not let anyone take a file lock from \
+             its holder: stop that process to free it",
+            self.path.display()
+          ),
+        ))
+      }
+    })
   }
 }
 
@@ -568,7 +575,7 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   let info = |alive: bool| OwnerInfo {
     pid: record.pid,
     uuid: format_uuid(&record.uuid),
-    description: crate::holder_record::description_text(&record.description),
+    description: crate::description::description_text(&record.description),
     since_ms: record.since_ms,
     token: record.token,
     alive,
@@ -590,14 +597,26 @@ fn seen(lock_file: &LockFile, probe: &File) -> Result<Seen> {
   })
 }
 
+// The file backend's entries in the table of backends (`inspect.rs`): look, list, and why a
+// forced release is refused.
+
 /// The holder of file lock `name` (alive or not), without creating anything.
-pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
+pub fn look(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
   let Some(dir) = LockDir::shared_existing(dir)? else {
     return Ok(Seen::default());
   };
   match LockFile::open_existing(&dir, name)? {
     Some(lf) => seen(&lf, &lf.file),
     None => Ok(Seen::default()),
+  }
+}
+
+/// Why a forced release of file lock `name` is refused (see [`CannotForce`]); `None` if it is
+/// not held or does not exist (nothing is created).
+pub fn why_not_forced(name: &str, dir: Option<&Path>) -> Result<Option<Error>> {
+  match FileLock::open_existing(name, dir, Mode::Exclusive)? {
+    Some(lock) => lock.why_not_forced(),
+    None => Ok(None),
   }
 }
 
@@ -609,7 +628,7 @@ pub fn inspect(name: &LockName, dir: Option<&Path>) -> Result<Seen> {
 /// ours is skipped and reported, never fatal: a directory, FIFO, socket or symlink (told from
 /// the directory entry's type, before anything is opened: opening a FIFO could block, and a
 /// symlink is never followed), or a file that opening refuses (another owner, mode bits for
-/// others, more than one hard link: `lock_dir.rs`). A file whose header is not a lock file's
+/// others, more than one hard link: `lock_dir/mod.rs`). A file whose header is not a lock file's
 /// is not ours and is left out silently, as before. What still fails the listing: a lock file
 /// of ours (its header names the lock) whose record is damaged, which is a broken lock, not a
 /// stray entry, and must be noticed (`inspect` of that lock fails the same way); and failures

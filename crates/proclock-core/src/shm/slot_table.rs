@@ -17,40 +17,22 @@
 //! name. Whoever looks that name up next writes the name (the same bytes, since the key comes
 //! from the name) and uses the slot. Two names sharing a 63-bit key would share a lock; with
 //! SHA-256 keys that needs about 3 * 10^9 names in one directory for even odds.
-//!
-//! **Where a lock's tokens start.** A claimed slot's fencing-token counter starts at the
-//! wall-clock time in milliseconds shifted left by 20 bits ([`token_start`]), not at 0, so that
-//! tokens keep growing when the lock directory is deleted and re-created: the new directory's
-//! counters start above every token the old one handed out, as long as the old one handed out
-//! fewer than 2^20 (about a million) tokens per millisecond of its life, which no lock gets
-//! near (each acquisition takes far longer than a microsecond). If the clock was set back,
-//! tokens still grow within a directory (the counter only counts up from wherever it is), and
-//! across a re-creation only if the clock moved back by less than the old directory's
-//! acquisitions of that lock / 2^20 milliseconds (and, after it, the new start still lies above
-//! the old counter). It costs nothing per acquisition: the start is written once, when the slot
-//! is claimed.
+
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::holder_record::{load_bytes, store_bytes, HolderRecord};
+use crate::shm::holder_record::{load_bytes, store_bytes, HolderRecord};
 use crate::lock_dir::LockDir;
 use crate::lock_word::LockCell;
 use crate::name::{LockName, MAX_NAME_BYTES};
-use crate::segment::{Layout, Segment};
+use crate::shm::segment::{Layout, Segment};
+use crate::clock::token_start;
 
+/// A claimed slot's token counter starts at [`token_start`] (see `clock.rs` for why).
 pub const SLOTS_PER_SEGMENT: usize = 4096;
 
-/// The first value of a new lock's fencing-token counter: wall-clock milliseconds << 20 (see
-/// the module comment). About 2^60.7 in 2026; it reaches the shm backend's `TOKEN_LIMIT`
-/// (2^64 - 2^48) in the year 2527. 0 if the clock reads before 1970.
-pub fn token_start() -> u64 {
-  let ms = std::time::SystemTime::now()
-    .duration_since(std::time::UNIX_EPOCH)
-    .map_or(0, |d| d.as_millis() as u64);
-  ms.min(u64::MAX >> 20) << 20
-}
 const WINDOW: usize = 64;
 const MAX_SEGMENTS: usize = 4096;
 
@@ -61,7 +43,7 @@ pub struct Slot {
   key: AtomicU64,
   /// The protocol state (`lock_word.rs`): lock word and fencing-token counter.
   pub cell: LockCell,
-  /// Who holds it (`holder_record.rs`).
+  /// Who holds it (`shm/holder_record.rs`).
   pub record: HolderRecord,
   name_len: AtomicU64,
   name: [AtomicU64; MAX_NAME_BYTES.div_ceil(8)],

@@ -32,7 +32,7 @@
 //! started), `LockDir::watched` stays false and the slow paths check instead: the start of every
 //! wait, and every failed try (`LockDir::check`: two system calls). macOS could watch with a
 //! kqueue `EVFILT_VNODE` (`NOTE_DELETE | NOTE_RENAME`) on the directory descriptor; it is not
-//! written yet, so there only the slow-path check runs. Windows: see `lock_dir.rs`.
+//! written yet, so there only the slow-path check runs. Windows: see `lock_dir/mod.rs`.
 //!
 //! What is not seen: a *parent* of the lock directory renamed (the directory itself is not
 //! moved, so no event); the slow-path check at the start of a wait sees it (the path no longer
@@ -40,7 +40,7 @@
 
 use std::sync::Arc;
 
-use crate::lock_dir::LockDir;
+use super::LockDir;
 
 /// Watch `dir` for deletion and moves (of itself and its entries) for as long as it exists.
 /// Marks it watched if the watch covers it; marks it lost if it is already gone.
@@ -56,7 +56,7 @@ mod imp {
   use std::os::unix::ffi::OsStrExt;
   use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-  use crate::lock_dir::LockDir;
+  use super::LockDir;
 
   struct Watcher {
     fd: OwnedFd,

@@ -21,8 +21,8 @@
 //!   directory; entries in them are reused, not freed.
 //! - **Never resized.** Tables grow by adding segments, because a mapping cannot follow a file
 //!   that another process truncates or extends (a shrink would turn our accesses into SIGBUS).
-//! - **Allocated before it is published** ([`allocate`], called by `LockDir::publish` for every
-//!   file it creates, lock files of the `file` backend included). `set_len` alone makes a sparse
+//! - **Allocated before it is published** (`lock_dir::allocate`, called by `LockDir::publish`
+//!   for every file it creates, lock files of the `file` backend included). `set_len` alone makes a sparse
 //!   file: its pages get disk or tmpfs space only when first written, and the first write to a
 //!   mapped page on a full file system is not an error a caller can see but a SIGBUS that kills
 //!   the whole host process. Allocating every byte up front turns a full file system into an
@@ -55,7 +55,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-  /// 1: lock slots (`slot_table.rs`), 2: process entries (`liveness.rs`).
+  /// 1: lock slots (`shm/slot_table.rs`), 2: process entries (`shm/liveness.rs`).
   pub kind: u32,
   pub entry_size: usize,
   pub entry_count: usize,
@@ -152,65 +152,6 @@ fn check(file: &File, layout: &Layout, index: u32) -> Result<Check> {
     return Ok(Check::Invalid(format!("{len} bytes long, expected {}", layout.file_size())));
   }
   Ok(Check::Valid)
-}
-
-/// Give every byte of a freshly sized file real storage, so that writing any of it later
-/// (through a mapping, where a failure is a SIGBUS) cannot fail for want of space. Errors
-/// (`ENOSPC` above all) are returned for the creator to report.
-pub fn allocate(file: &File, size: u64) -> std::io::Result<()> {
-  #[cfg(target_os = "linux")]
-  {
-    use std::os::fd::AsRawFd;
-    let len = libc::off_t::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    loop {
-      // posix_fallocate returns the error number instead of setting errno. glibc and musl fall
-      // back to writing a byte per block where the file system has no fallocate, so every file
-      // system gets real blocks; tmpfs (the usual home of a lock directory) has it natively.
-      // SAFETY: a valid descriptor; the range lies within the file's size.
-      match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
-        0 => return Ok(()),
-        libc::EINTR => continue,
-        e => return Err(std::io::Error::from_raw_os_error(e)),
-      }
-    }
-  }
-  #[cfg(all(unix, not(target_os = "linux")))]
-  {
-    // macOS and the BSDs: `fcntl(F_PREALLOCATE)` (macOS) reserves space but does not make a
-    // sparse range written, and not every file system honours it; writing the zeros does both,
-    // everywhere. Segments are written once, when created, so the cost does not matter.
-    use std::os::unix::fs::FileExt;
-    let zeros = [0u8; 64 * 1024];
-    let mut at = 0u64;
-    while at < size {
-      let n = (size - at).min(zeros.len() as u64) as usize;
-      file.write_all_at(&zeros[..n], at)?;
-      at += n as u64;
-    }
-    file.sync_data()
-  }
-  #[cfg(windows)]
-  {
-    // Windows: nothing to do. `set_len` (SetEndOfFile) on a file that is not marked sparse
-    // allocates its clusters at once and fails there with ERROR_DISK_FULL, and proclock never
-    // marks its files sparse.
-    let _ = (file, size);
-    Ok(())
-  }
-}
-
-/// The error for a file that could not be given its space.
-pub fn no_space(path: &std::path::Path, size: u64, e: std::io::Error) -> Error {
-  #[cfg(unix)]
-  let full = e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT);
-  #[cfg(not(unix))]
-  let full = e.kind() == std::io::ErrorKind::StorageFull;
-  let why = if full {
-    " (ENOSPC: the file system is full or the quota is used up; free some space)"
-  } else {
-    ""
-  };
-  Error::io(format!("cannot allocate {size} bytes for {}{why}", path.display()), e)
 }
 
 impl Segment {

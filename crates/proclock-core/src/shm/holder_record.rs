@@ -20,8 +20,9 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
 
 use crate::crash_points::{reached, Step};
 
-/// Longest description, in UTF-8 bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 256;
+/// Re-exported: the record stores at most this many bytes of a description.
+pub use crate::description::MAX_DESCRIPTION_BYTES;
+use crate::description::description_text;
 const DESC_WORDS: usize = MAX_DESCRIPTION_BYTES / 8;
 
 /// The record as laid out in shared memory (320 bytes).
@@ -68,20 +69,6 @@ pub(crate) fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
     word[..chunk.len()].copy_from_slice(chunk);
     w.store(u64::from_le_bytes(word), Relaxed);
   }
-}
-
-/// A stored description as text. Invalid UTF-8 (a torn or hostile record) is shown lossily
-/// rather than refused, but each invalid byte becomes a 3-byte U+FFFD, so the text is cut back
-/// to `MAX_DESCRIPTION_BYTES` at a character boundary: a description read from anywhere keeps
-/// the documented bound (found by the fuzzing in `tests/garbage_holder_records.rs`).
-pub(crate) fn description_text(bytes: &[u8]) -> String {
-  let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_DESCRIPTION_BYTES)]).into_owned();
-  let mut end = text.len().min(MAX_DESCRIPTION_BYTES);
-  while !text.is_char_boundary(end) {
-    end -= 1;
-  }
-  text.truncate(end);
-  text
 }
 
 /// Read `len` bytes back out of a run of atomic words.

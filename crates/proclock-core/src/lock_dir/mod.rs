@@ -77,12 +77,14 @@
 //! processes create a new directory under the same path and take the same names there. So each
 //! directory keeps a registry of what uses it (handles, the shm space), weakly, and a loss marks
 //! them all (`Loss`, `lose_all`; `lose_entry` for one file, which splits only the locks in that
-//! file). Who notices: a kernel watch on the directory (`dir_watch.rs`), and, where there is no
+//! file). Who notices: a kernel watch on the directory (`lock_dir/watch.rs`), and, where there is no
 //! watch, the slow paths (`check`: the start of a wait, a failed try). The process cache
 //! (`shared`) never hands out a lost directory again, so the next handle opens the path afresh.
 //!
 //! Windows: names are opened with `FILE_FLAG_OPEN_REPARSE_POINT` and reparse points are
 //! refused. ACLs are inherited from the per-user temp directory; they are not checked here.
+
+mod watch;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -129,7 +131,7 @@ pub trait Member: Send + Sync {
 struct Loss {
   lost: AtomicBool,
   why: OnceLock<String>,
-  /// A kernel watch covers this directory (`dir_watch.rs`): failed tries need not look.
+  /// A kernel watch covers this directory (`lock_dir/watch.rs`): failed tries need not look.
   watched: AtomicBool,
   members: Mutex<Vec<Weak<dyn Member>>>,
 }
@@ -190,7 +192,7 @@ impl LockDir {
       return Ok(dir.clone());
     }
     let dir = Arc::new(LockDir::resolve(request.as_deref())?);
-    crate::dir_watch::watch(&dir);
+    watch::watch(&dir);
     dirs.insert(request, (pid, dir.clone()));
     Ok(dir)
   }
@@ -362,10 +364,10 @@ impl LockDir {
       .set_len(size)
       .map_err(|e| Error::io(format!("sizing {}", self.path.join(&tmp).display()), e))?;
     // Real storage for every byte before anyone maps it: a full file system is an error here,
-    // not a SIGBUS later (see `segment::allocate`). The temporary goes at once, freeing its space.
-    crate::segment::allocate(&file, size).map_err(|e| {
+    // not a SIGBUS later (see [`allocate`]). The temporary goes at once, freeing its space.
+    allocate(&file, size).map_err(|e| {
       let _ = imp::remove_in(self, &tmp);
-      crate::segment::no_space(&self.path.join(name), size, e)
+      no_space(&self.path.join(name), size, e)
     })?;
     reached(Step::PublishTempSized);
     init(&file)?;
@@ -958,6 +960,65 @@ pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
   let p = std::env::temp_dir().join(format!("proclock-test-{tag}-{}", std::process::id()));
   let _ = fs::remove_dir_all(&p);
   p
+}
+
+/// Give every byte of a freshly sized file real storage, so that writing any of it later
+/// (through a mapping, where a failure is a SIGBUS: see `shm/segment.rs`) cannot fail for want
+/// of space. Errors (`ENOSPC` above all) are returned for the creator to report.
+pub fn allocate(file: &File, size: u64) -> std::io::Result<()> {
+  #[cfg(target_os = "linux")]
+  {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(size).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    loop {
+      // posix_fallocate returns the error number instead of setting errno. glibc and musl fall
+      // back to writing a byte per block where the file system has no fallocate, so every file
+      // system gets real blocks; tmpfs (the usual home of a lock directory) has it natively.
+      // SAFETY: a valid descriptor; the range lies within the file's size.
+      match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => return Ok(()),
+        libc::EINTR => continue,
+        e => return Err(std::io::Error::from_raw_os_error(e)),
+      }
+    }
+  }
+  #[cfg(all(unix, not(target_os = "linux")))]
+  {
+    // macOS and the BSDs: `fcntl(F_PREALLOCATE)` (macOS) reserves space but does not make a
+    // sparse range written, and not every file system honours it; writing the zeros does both,
+    // everywhere. Segments are written once, when created, so the cost does not matter.
+    use std::os::unix::fs::FileExt;
+    let zeros = [0u8; 64 * 1024];
+    let mut at = 0u64;
+    while at < size {
+      let n = (size - at).min(zeros.len() as u64) as usize;
+      file.write_all_at(&zeros[..n], at)?;
+      at += n as u64;
+    }
+    file.sync_data()
+  }
+  #[cfg(windows)]
+  {
+    // Windows: nothing to do. `set_len` (SetEndOfFile) on a file that is not marked sparse
+    // allocates its clusters at once and fails there with ERROR_DISK_FULL, and proclock never
+    // marks its files sparse.
+    let _ = (file, size);
+    Ok(())
+  }
+}
+
+/// The error for a file that could not be given its space.
+pub fn no_space(path: &std::path::Path, size: u64, e: std::io::Error) -> Error {
+  #[cfg(unix)]
+  let full = e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT);
+  #[cfg(not(unix))]
+  let full = e.kind() == std::io::ErrorKind::StorageFull;
+  let why = if full {
+    " (ENOSPC: the file system is full or the quota is used up; free some space)"
+  } else {
+    ""
+  };
+  Error::io(format!("cannot allocate {size} bytes for {}{why}", path.display()), e)
 }
 
 #[cfg(all(test, unix))]

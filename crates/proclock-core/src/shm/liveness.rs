@@ -44,11 +44,11 @@ use std::fs::{File, TryLockError};
 use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::holder_record::HolderRecord;
+use crate::shm::holder_record::HolderRecord;
 use crate::lock_dir::LockDir;
 use crate::lock_word::{pslot_of, seq_of, RESERVED_PSLOT, SEQ_BITS};
 use crate::process_info;
-use crate::segment::{Layout, Segment};
+use crate::shm::segment::{Layout, Segment};
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
 /// What [`Liveness::verdict`] can tell about a holder.
