@@ -14,9 +14,10 @@ import { parseArgs } from 'node:util'
 import { type AcquireOptions, forceRelease, inspect, Lock, LockTimeoutError, type LockState, type OwnerInfo, RwLock } from './index'
 import { listWithSkipped } from './inspect'
 import { killChildrenOnExit } from './binding.cjs'
-import { holdDescriptor, native } from './lock'
+import { MAX_DESCRIPTION_BYTES } from './limits'
+import { holdDescriptor } from './lock'
+import { native } from './native'
 import { rwHoldDescriptor } from './rw-lock'
-import { MAX_DESCRIPTION_BYTES } from './validate'
 
 /** Exit codes (README "Exit codes"). */
 export const EXIT = {
@@ -71,6 +72,12 @@ interface Command {
   summary: string
   options: Record<string, OptionSpec>
   details?: string
+  /**
+   * The command takes a tail: everything after the first `--` is passed to `main` as `rest`,
+   * untouched (the words of another command line, whose options are not ours to parse), and so
+   * are any words after NAME when there is no `--`. A command without a tail refuses both.
+   */
+  tail?: true
   main(name: string | undefined, values: Record<string, string | boolean | undefined>, rest: string[]): Promise<number> | number
 }
 
@@ -99,6 +106,7 @@ that keeps the hold (fd 3), as with flock(1), so if proclock itself is killed (S
 OOM killer) the lock stays held until the command, and anything it started that kept fd 3,
 has ended; the next holder then sees ownerDied. On Windows, where a lock cannot be handed to
 another process, the command and anything it started are killed when proclock ends.`,
+    tail: true,
     main: runCommand,
   },
   hold: {
@@ -571,15 +579,17 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = commands[first]
   try {
-    // `run`: everything after the first `--` is the command, untouched.
-    const split = first === 'run' ? args.indexOf('--') : -1
+    // A command with a tail: everything after the first `--` is its tail, untouched.
+    const split = command.tail ? args.indexOf('--') : -1
     const ours = split < 0 ? args : args.slice(0, split)
     const options = Object.fromEntries(Object.entries(command.options).map(([k, o]) => [k, { type: o.type, ...(o.short ? { short: o.short } : {}) }]))
     let parsed
     try {
       parsed = parseArgs({ args: ours, options, allowPositionals: true, strict: true })
     } catch (error) {
-      if (first === 'run' && split < 0 && (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      // Without `--`, an option of the tail's command (`run x ls -l`) reaches our parser: say
+      // where it belongs rather than only that we do not know it.
+      if (command.tail && split < 0 && (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
         const option = /'([^']+)'/.exec((error as Error).message)?.[1] ?? 'option'
         throw new UsageError(`unknown option ${option}: put the command to run, with its own options, after --`, first)
       }
@@ -591,13 +601,10 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok
     }
     const [name, ...more] = positionals
-    let rest: string[] = []
-    if (first === 'run') {
-      if (split >= 0 && more.length > 0) throw new UsageError(`unexpected ${quote(more[0])} before --`, first)
-      rest = split >= 0 ? args.slice(split + 1) : more
-    } else if (more.length > 0) {
-      throw new UsageError(`unexpected argument ${quote(more[0])}`, first)
+    if (more.length > 0 && (!command.tail || split >= 0)) {
+      throw new UsageError(command.tail ? `unexpected ${quote(more[0])} before --` : `unexpected argument ${quote(more[0])}`, first)
     }
+    const rest = !command.tail ? [] : split >= 0 ? args.slice(split + 1) : more
     return await command.main(name, values, rest)
   } catch (error) {
     report(error, first)

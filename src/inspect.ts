@@ -3,7 +3,8 @@
 
 import { forceRelease as nativeForceRelease, inspectLock, listLocks, type NativeLockState } from './binding.cjs'
 import { debug } from './diagnostics'
-import { native, type OwnerInfo } from './lock'
+import type { OwnerInfo } from './lock'
+import { native } from './native'
 import { checkListOptions, checkLockOptions, checkName, type LockOptions } from './validate'
 
 /** A lock as seen from outside: `locked` is "held by a live holder"; `owner` may be a dead holder not yet taken over (`alive: false`). */

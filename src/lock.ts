@@ -2,21 +2,13 @@
 // AbortSignal around the native handle. Every lock rule (exclusion, reentrancy, takeover,
 // tokens) is the core's; this file only translates.
 
-import { NativeLock, type NativeFailure } from './binding.cjs'
+import { acquire, acquireSync, type LockKind } from './acquire'
+import { NativeLock } from './binding.cjs'
 import * as diagnostics from './diagnostics'
-import { abortError, fromNative, LockClosedError, LockLostError, LockNotHeldError, LockTimeoutError } from './errors'
-import type { RwLock } from './rw-lock'
-import {
-  type AcquireOptions,
-  type Backend,
-  type CheckedAcquireOptions,
-  checkAcquireOptions,
-  checkFunction,
-  checkLockOptions,
-  checkName,
-  checkTryOptions,
-  type LockOptions,
-} from './validate'
+import { fromNative, LockNotHeldError } from './errors'
+import { LossSignals } from './loss'
+import { native } from './native'
+import { type AcquireOptions, type Backend, checkFunction, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
 
 /** The holder of a lock. */
 export interface OwnerInfo {
@@ -44,120 +36,12 @@ export interface Hold extends Disposable, AsyncDisposable {
   release(): void
 }
 
-/** What the loss signals need of a native handle (Lock's and RwLock's). */
-interface LossSource {
-  lostToken(): bigint | null
-  lostMessage(): string | null
-  watchLost(callback: () => void): void
-}
-
-/**
- * The `lost` signals of one handle's holds: an AbortController per hold, made only when the user
- * first reads `lost` during that hold (or when someone listens on `proclock:lost`), and aborted
- * with a LockLostError when the native handle reports the loss. Nothing of it runs on the hot path.
- * The native notice holds the handle object only weakly, so watching never keeps a Lock alive.
- */
-export class LossSignals {
-  readonly #native: LossSource
-  readonly #owner: WeakRef<Lock | RwLock>
-  #hold: { token: bigint; controller: AbortController } | null = null
-  #watching = false
-
-  constructor(owner: Lock | RwLock, source: LossSource) {
-    this.#owner = new WeakRef(owner)
-    this.#native = source
-  }
-
-  /** The signal of the current hold (`token`), or of the hold that was lost; null if neither. */
-  signal(current: bigint | null): AbortSignal | null {
-    const lostToken = native(() => this.#native.lostToken())
-    const token = lostToken ?? current
-    if (token === null) return null
-    if (this.#hold?.token !== token) this.#hold = { token, controller: new AbortController() }
-    const { signal } = this.#hold.controller
-    if (lostToken !== null) this.#abort(lostToken)
-    else this.watch()
-    return signal
-  }
-
-  /** The hold with `token` is the one that was lost. */
-  lostHold(token: bigint): boolean {
-    return native(() => this.#native.lostToken()) === token
-  }
-
-  /** Ask the native handle for a notice when it is lost (once). */
-  watch(): void {
-    if (this.#watching) return
-    this.#watching = true
-    const self = new WeakRef(this)
-    native(() =>
-      this.#native.watchLost(() => {
-        const me = self.deref()
-        if (me !== undefined) me.#onLost()
-      }),
-    )
-  }
-
-  #onLost(): void {
-    const token = native(() => this.#native.lostToken())
-    // Lost while idle: no hold to tell; the handle's next call throws LockLostError.
-    if (token === null) return
-    this.#abort(token)
-    const owner = this.#owner.deref()
-    if (owner !== undefined) diagnostics.lost(owner, token)
-  }
-
-  #abort(token: bigint): void {
-    const hold = this.#hold
-    if (hold === null || hold.token !== token || hold.controller.signal.aborted) return
-    hold.controller.abort(new LockLostError(native(() => this.#native.lostMessage()) ?? undefined))
-  }
-}
-
-/**
- * Wait for a native acquisition to settle, cancelling it if `signal` aborts. An abort that
- * races the grant gives the hold back (`giveBack`, which keeps a takeover from a dead holder
- * visible to the next holder as `ownerDied`): an aborted acquisition leaves nothing held, and
- * nothing announced, since the caller never had the lock.
- */
-export async function settle(
-  pending: Promise<number | NativeFailure>,
-  signal: AbortSignal | undefined,
-  cancel: () => void,
-  giveBack: () => void,
-): Promise<void> {
-  const onAbort = (): void => cancel()
-  signal?.addEventListener('abort', onAbort, { once: true })
-  let outcome: number | NativeFailure
-  try {
-    outcome = await pending
-  } finally {
-    signal?.removeEventListener('abort', onAbort)
-  }
-  if (typeof outcome === 'number') {
-    if (signal?.aborted) {
-      native(giveBack)
-      throw abortError(signal)
-    }
-    return
-  }
-  if (outcome.code === 'ELOCKCANCELLED') {
-    if (signal?.aborted) throw abortError(signal)
-    throw new LockClosedError('the lock handle was closed while waiting')
-  }
-  throw fromNative(outcome)
-}
-
-export function native<T>(call: () => T): T {
-  try {
-    return call()
-  } catch (error) {
-    throw fromNative(error)
-  }
-}
-
 // The loss signals of a Lock, for its Holds (set in Lock's static block).
 let lossOf: (lock: Lock) => LossSignals
+
+// How a Lock is acquired, for acquire.ts's helper (set in Lock's static block, which alone can
+// reach the native handle).
+let kind: LockKind<Lock>
 
 /**
  * For the `proclock run` command only (not part of the public API): the descriptor whose
@@ -184,6 +68,22 @@ export class Lock implements Disposable, AsyncDisposable {
 
   static {
     holdDescriptor = (lock) => lock.#native.holdDescriptor()
+    kind = {
+      // A single try with the liveness probe, so a dead holder's lock is taken over.
+      tryOnce: (lock, description) => (description === undefined ? lock.#try() : lock.#tryDescribed(description)),
+      // The first step of a wait: a free lock is taken on the calling thread; anything else
+      // (including a dead holder) is left to the wait, which probes.
+      tryFree: (lock, description) => (description === undefined ? lock.#tryUncontended() : lock.#tryUncontended(description)),
+      wait: (lock, timeout, description) => lock.#native.acquireAsync(timeout, description),
+      waitSync: (lock, timeout, description) => void lock.#native.acquireSync(timeout, description),
+      cancel: (lock) => lock.#native.cancel(),
+      giveBack: (lock) => lock.#native.giveBack(),
+      observer: {
+        waiting: (lock, timeout) => diagnostics.waiting(lock, timeout),
+        timedOut: (lock, timeout) => diagnostics.timedOut(lock, timeout),
+        acquired: (lock, waitedMs) => lock.#announce(waitedMs),
+      },
+    }
   }
 
   constructor(name: string, options?: LockOptions) {
@@ -244,58 +144,12 @@ export class Lock implements Disposable, AsyncDisposable {
 
   /** Wait for the lock on the calling thread (blocks it). */
   acquireSync(options?: AcquireOptions): void {
-    const o = checkAcquireOptions(options)
-    if (o.signal?.aborted) throw abortError(o.signal)
-    if (this.#takeIfFree(o.description)) return
-    const start = performance.now()
-    diagnostics.waiting(this, o.timeout)
-    try {
-      native(() => this.#native.acquireSync(o.timeout, o.description))
-    } catch (error) {
-      if (error instanceof LockTimeoutError && diagnostics.timeoutObserved()) diagnostics.timedOut(this, o.timeout)
-      throw error
-    }
-    if (diagnostics.observed()) this.#announce(performance.now() - start)
+    acquireSync(kind, this, options)
   }
 
   /** Wait for the lock without blocking the event loop or the libuv pool. */
-  async acquire(options?: AcquireOptions): Promise<void> {
-    const o = checkAcquireOptions(options)
-    if (o.signal?.aborted) throw abortError(o.signal)
-    if (o.timeout === 0) {
-      // A single try, here on the calling thread (with the liveness probe, so a dead holder's
-      // lock is taken over).
-      if (this.tryAcquire(o.description === undefined ? undefined : o)) return
-      if (diagnostics.timeoutObserved()) diagnostics.timedOut(this, 0)
-      throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
-    }
-    if (this.#takeIfFree(o.description)) return
-    await this.#wait(o)
-  }
-
-  // The synchronous first step of acquire/acquireSync: a free lock is taken on the calling
-  // thread; anything else (including a dead holder) is left to the wait.
-  #takeIfFree(description: string | undefined): boolean {
-    try {
-      const got = description === undefined ? this.#tryUncontended() : this.#tryUncontended(description)
-      if (got && diagnostics.observed()) this.#announce(0)
-      return got
-    } catch (error) {
-      throw fromNative(error)
-    }
-  }
-
-  async #wait({ timeout, signal, description }: CheckedAcquireOptions): Promise<void> {
-    const start = performance.now()
-    diagnostics.waiting(this, timeout)
-    const pending = native(() => this.#native.acquireAsync(timeout, description))
-    try {
-      await settle(pending, signal, () => this.#native.cancel(), () => this.#native.giveBack())
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 'ELOCKTIMEOUT' && diagnostics.timeoutObserved()) diagnostics.timedOut(this, timeout)
-      throw error
-    }
-    if (diagnostics.observed()) this.#announce(performance.now() - start)
+  acquire(options?: AcquireOptions): Promise<void> {
+    return acquire(kind, this, options)
   }
 
   /** Release the lock (or one level of a reentrant hold). Throws LockNotHeldError if not held. */

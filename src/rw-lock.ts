@@ -2,17 +2,25 @@
 // checking, errors, Symbol.dispose and AbortSignal around the native handle; the rules (one
 // mode at a time per handle, shared and exclusive kernel locks) are the core's.
 
+import { acquire, acquireSync, type LockKind } from './acquire'
 import { NativeRwLock } from './binding.cjs'
 import * as diagnostics from './diagnostics'
-import { abortError, invalidArgValue, LockTimeoutError } from './errors'
-import { LossSignals, native, type OwnerInfo, settle } from './lock'
-import { type AcquireOptions, checkAcquireOptions, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
+import { invalidArgValue } from './errors'
+import type { OwnerInfo } from './lock'
+import { LossSignals } from './loss'
+import { native } from './native'
+import { type AcquireOptions, checkLockOptions, checkName, checkTryOptions, type LockOptions } from './validate'
 
 /** What an RwLock handle holds now. */
 export type RwHeld = 'read' | 'write' | null
 
 /** For `proclock run --shared` only (not public): as lock.ts's `holdDescriptor`, for whichever mode is held. */
 export let rwHoldDescriptor!: (lock: RwLock) => number | null
+
+// How each mode is acquired, for acquire.ts's helper (set in RwLock's static block, which alone
+// can reach the native handle).
+let reading: LockKind<RwLock>
+let writing: LockKind<RwLock>
 
 /**
  * A reader-writer lock on `name`: any number of readers at once, or one writer, across
@@ -29,6 +37,19 @@ export class RwLock implements Disposable, AsyncDisposable {
 
   static {
     rwHoldDescriptor = (lock) => lock.#native.holdDescriptor()
+    const mode = (shared: boolean): LockKind<RwLock> => ({
+      tryOnce: (lock, description) => lock.#native.tryAcquire(shared, description),
+      // No try on the calling thread before a wait: the wait is native from its first step.
+      tryFree: null,
+      wait: (lock, timeout, description) => lock.#native.acquireAsync(shared, timeout, description),
+      waitSync: (lock, timeout, description) => void lock.#native.acquireSync(shared, timeout, description),
+      cancel: (lock) => lock.#native.cancel(),
+      giveBack: (lock) => lock.#native.giveBack(),
+      // RwLock publishes no acquisition events (only `proclock:lost`, from its loss signals).
+      observer: null,
+    })
+    reading = mode(true)
+    writing = mode(false)
   }
 
   constructor(name: string, options?: LockOptions) {
@@ -77,22 +98,22 @@ export class RwLock implements Disposable, AsyncDisposable {
 
   /** Wait for a read lock without blocking the event loop or the libuv pool. */
   read(options?: AcquireOptions): Promise<void> {
-    return this.#acquire(true, options)
+    return acquire(reading, this, options)
   }
 
   /** Wait for the write lock without blocking the event loop or the libuv pool. */
   write(options?: AcquireOptions): Promise<void> {
-    return this.#acquire(false, options)
+    return acquire(writing, this, options)
   }
 
   /** Wait for a read lock on the calling thread (blocks it). */
   readSync(options?: AcquireOptions): void {
-    this.#acquireSync(true, options)
+    acquireSync(reading, this, options)
   }
 
   /** Wait for the write lock on the calling thread (blocks it). */
   writeSync(options?: AcquireOptions): void {
-    this.#acquireSync(false, options)
+    acquireSync(writing, this, options)
   }
 
   /** Release the read or write lock this handle holds. Throws LockNotHeldError if it holds neither. */
@@ -126,22 +147,5 @@ export class RwLock implements Disposable, AsyncDisposable {
   #try(shared: boolean, options: { description?: string } | undefined): boolean {
     const description = options === undefined ? undefined : checkTryOptions(options)
     return native(() => this.#native.tryAcquire(shared, description))
-  }
-
-  #acquireSync(shared: boolean, options: AcquireOptions | undefined): void {
-    const o = checkAcquireOptions(options)
-    if (o.signal?.aborted) throw abortError(o.signal)
-    native(() => this.#native.acquireSync(shared, o.timeout, o.description))
-  }
-
-  async #acquire(shared: boolean, options: AcquireOptions | undefined): Promise<void> {
-    const o = checkAcquireOptions(options)
-    if (o.signal?.aborted) throw abortError(o.signal)
-    if (o.timeout === 0) {
-      if (this.#try(shared, o.description === undefined ? undefined : o)) return
-      throw new LockTimeoutError('timed out after 0 ms waiting for the lock')
-    }
-    const pending = native(() => this.#native.acquireAsync(shared, o.timeout, o.description))
-    await settle(pending, o.signal, () => this.#native.cancel(), () => this.#native.giveBack())
   }
 }

@@ -5,6 +5,7 @@ import { realpathSync, writeSync } from 'node:fs'
 import { basename, resolve } from 'node:path'
 
 import { AlreadyRunningError, invalidArgType, invalidArgValue } from './errors'
+import { MAX_NAME_BYTES } from './limits'
 import { Lock } from './lock'
 import { checkName } from './validate'
 
@@ -28,7 +29,7 @@ const primaries = new Set<Lock>()
  */
 function defaultName(): string {
   const path = realPath(mainModule())
-  if (Buffer.byteLength(path) <= 255) return path
+  if (Buffer.byteLength(path) <= MAX_NAME_BYTES) return path
   const hash = createHash('sha256').update(path).digest('hex').slice(0, 32)
   return `${basename(path).slice(0, 100)}#${hash}`
 }

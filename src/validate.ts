@@ -2,6 +2,7 @@
 // RangeError with a stable `code` before anything reaches the native side.
 
 import { invalidArgType, invalidArgValue, outOfRange } from './errors'
+import { MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES } from './limits'
 
 export type Backend = 'shm' | 'file'
 
@@ -37,9 +38,6 @@ export interface CheckedAcquireOptions {
   signal: AbortSignal | undefined
   description: string | undefined
 }
-
-const MAX_NAME_BYTES = 255
-export const MAX_DESCRIPTION_BYTES = 256
 
 function options(value: unknown, name: string): Record<string, unknown> {
   if (value === undefined || value === null) return {}
