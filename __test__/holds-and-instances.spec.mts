@@ -1,7 +1,7 @@
 // A Hold ends only its own acquisition; singleInstance() names a program by the file Node ran,
 // however it was typed; descriptions are refused where names are (lone surrogates).
-import { spawn } from 'node:child_process'
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -153,4 +153,27 @@ test('singleInstance(): node app, node app.js, ./app.js and a symlink are one pr
     first.child.kill('SIGKILL')
     await first.exited
   }
+})
+
+test('singleInstance(): a main script whose path is longer than a lock name may be gets a shortened name within 255 UTF-8 bytes, whole characters only', (t) => {
+  // Deep directories and a base name of 80 characters of 3 UTF-8 bytes each (243 bytes with the
+  // extension, within a file name's 255): a cut at 100 characters would keep all 243 bytes, and
+  // with the hash the name would be over 255.
+  let root = mkdtempSync(join(tmpdir(), 'proclock-instance-'))
+  for (let i = 0; i < 3; i++) {
+    root = join(root, 'd'.repeat(100))
+    mkdirSync(root)
+  }
+  const index = fileURLToPath(new URL('../../dist/index.js', import.meta.url))
+  const script = `${'€'.repeat(80)}.js`
+  writeFileSync(
+    join(root, script),
+    `const lock = require(${JSON.stringify(index)}).singleInstance(undefined, { dir: process.env.LOCKS })\nconsole.log(JSON.stringify(lock.name))\n`,
+  )
+  const ended = spawnSync(process.execPath, [script], { cwd: root, env: { ...process.env, LOCKS: join(root, 'locks') }, encoding: 'utf8' })
+  t.is(ended.status, 0, ended.stderr)
+  const name = JSON.parse(ended.stdout.trim()) as string
+  t.true(Buffer.byteLength(name) <= 255, `${Buffer.byteLength(name)} bytes`)
+  t.true(name.isWellFormed(), 'no lone surrogate')
+  t.regex(name, /^€{33}#[0-9a-f]{32}$/u, 'the longest whole-character prefix of 100 bytes, then the hash')
 })

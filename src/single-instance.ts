@@ -31,7 +31,19 @@ function defaultName(): string {
   const path = realPath(mainModule())
   if (Buffer.byteLength(path) <= MAX_NAME_BYTES) return path
   const hash = createHash('sha256').update(path).digest('hex').slice(0, 32)
-  return `${basename(path).slice(0, 100)}#${hash}`
+  return `${utf8Prefix(basename(path), 100)}#${hash}`
+}
+
+/** The longest prefix of `text` of at most `max` UTF-8 bytes that ends on a whole character. */
+function utf8Prefix(text: string, max: number): string {
+  let out = ''
+  let bytes = 0
+  for (const ch of text) {
+    bytes += Buffer.byteLength(ch)
+    if (bytes > max) break
+    out += ch
+  }
+  return out
 }
 
 /** The file Node ran as the main module. */
