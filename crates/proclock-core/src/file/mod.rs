@@ -807,6 +807,8 @@ mod tests {
     let _ = std::fs::remove_dir_all(&dir);
   }
 
+  /// Unix only: it plants a FIFO and a symlink, and relies on Unix modes.
+  #[cfg(unix)]
   #[test]
   fn stray_entries_named_like_lock_files_are_skipped_and_reported() {
     use std::os::unix::fs::PermissionsExt;
