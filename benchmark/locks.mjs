@@ -68,11 +68,14 @@ function openFd(ctx, key) {
   return fd
 }
 
-/** fs-ext's non-blocking try: `flockSync(fd, 'exnb')`, which throws EWOULDBLOCK when the lock is held. */
-function flockTry(f, fd) {
+/**
+ * A peer's non-blocking try as a boolean: `attempt` takes the lock or throws (fs-ext's
+ * `flockSync(fd, 'exnb')`, proper-lockfile's and lockfile's `lockSync`).
+ */
+function tryBy(attempt) {
   return () => {
     try {
-      f.flockSync(fd, 'exnb')
+      attempt()
       return true
     } catch {
       return false
@@ -209,7 +212,7 @@ export const contestants = [
     open(key, ctx) {
       const fd = openFd(ctx, key)
       const f = fsExt()
-      const tryLock = flockTry(f, fd)
+      const tryLock = tryBy(() => f.flockSync(fd, 'exnb'))
       return {
         try: tryLock,
         acquire: () => tryLock() || f.flockSync(fd, 'ex'),
@@ -230,7 +233,7 @@ export const contestants = [
       const fd = openFd(ctx, key)
       const f = fsExt()
       const flock = promisify(f.flock)
-      const tryLock = flockTry(f, fd)
+      const tryLock = tryBy(() => f.flockSync(fd, 'exnb'))
       return {
         acquire: () => tryLock() || flock(fd, 'ex'),
         release: () => f.flockSync(fd, 'un'),
@@ -344,14 +347,7 @@ export const contestants = [
       const base = { realpath: false, ...(ctx.stale ? { stale: ctx.stale } : {}) }
       const opts = { ...base, retries: { forever: true, minTimeout: 1, maxTimeout: 10 } }
       const p = properLockfile()
-      const tryLock = () => {
-        try {
-          p.lockSync(file, base)
-          return true
-        } catch {
-          return false
-        }
-      }
+      const tryLock = tryBy(() => p.lockSync(file, base))
       return {
         acquire: () => tryLock() || p.lock(file, opts),
         release: () => p.unlockSync(file, base),
@@ -402,14 +398,7 @@ export const contestants = [
       const opts = { wait: 1e9, pollPeriod: 1, ...base }
       const lf = lockfile()
       const lock = promisify(lf.lock)
-      const tryLock = () => {
-        try {
-          lf.lockSync(file, base)
-          return true
-        } catch {
-          return false
-        }
-      }
+      const tryLock = tryBy(() => lf.lockSync(file, base))
       return {
         acquire: () => tryLock() || lock(file, opts),
         release: () => lf.unlockSync(file),
